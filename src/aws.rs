@@ -1,0 +1,403 @@
+//! The Secrets Manager and IAM calls the rotation steps make, with SDK errors turned into the
+//! crate's [`Error`] (modelled errors branched on, everything else kept as a printed chain).
+//!
+//! Clients are built once per process from the SDK's standard chain (`AWS_REGION`, credentials,
+//! `AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_SECRETS_MANAGER`, `AWS_ENDPOINT_URL_IAM`) and cloned
+//! cheaply into each invocation.
+
+use std::collections::HashMap;
+
+use aws_config::retry::RetryConfig;
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_iam::types::StatusType;
+use aws_smithy_types::DateTime;
+use aws_smithy_types::error::display::DisplayErrorContext;
+
+use crate::error::Error;
+use crate::password::SecretAccessKey;
+
+/// Stage names.
+pub const AWSCURRENT: &str = "AWSCURRENT";
+/// Stage names.
+pub const AWSPENDING: &str = "AWSPENDING";
+/// Stage names.
+pub const AWSPREVIOUS: &str = "AWSPREVIOUS";
+
+/// The two clients the steps use.
+#[derive(Debug, Clone)]
+pub struct Clients {
+    /// Secrets Manager.
+    pub secrets: aws_sdk_secretsmanager::Client,
+    /// IAM.
+    pub iam: aws_sdk_iam::Client,
+}
+
+impl Clients {
+    /// Loads the SDK configuration (the expensive part) once and builds both clients.
+    pub async fn from_env() -> Self {
+        let conf = aws_config::load_defaults(BehaviorVersion::latest()).await;
+        Self::from_conf(&conf)
+    }
+
+    /// Builds both clients from a loaded configuration.
+    #[must_use]
+    pub fn from_conf(conf: &SdkConfig) -> Self {
+        Self {
+            secrets: aws_sdk_secretsmanager::Client::new(conf),
+            iam: aws_sdk_iam::Client::new(conf),
+        }
+    }
+}
+
+/// What DescribeSecret tells about a secret.
+#[derive(Debug, Clone)]
+pub struct SecretState {
+    /// The secret's ARN.
+    pub arn: String,
+    /// Whether rotation is on (absent counts as off).
+    pub rotation_enabled: bool,
+    /// Version id → its stages.
+    pub stages: HashMap<String, Vec<String>>,
+}
+
+impl SecretState {
+    /// The version that holds `stage`, if any.
+    #[must_use]
+    pub fn version_with(&self, stage: &str) -> Option<&str> {
+        self.stages
+            .iter()
+            .find(|(_, s)| s.iter().any(|x| x == stage))
+            .map(|(v, _)| v.as_str())
+    }
+
+    /// Whether `version` holds `stage`.
+    #[must_use]
+    pub fn has_stage(&self, version: &str, stage: &str) -> bool {
+        self.stages
+            .get(version)
+            .is_some_and(|s| s.iter().any(|x| x == stage))
+    }
+}
+
+/// An IAM access key, as ListAccessKeys describes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyInfo {
+    /// Access key id.
+    pub id: String,
+    /// Active or not.
+    pub active: bool,
+    /// Creation time.
+    pub created: Option<DateTime>,
+}
+
+fn chain<E: std::error::Error>(e: &E) -> String {
+    DisplayErrorContext(e).to_string()
+}
+
+/// Secrets Manager operations on one secret.
+impl Clients {
+    fn sm_err<E: std::error::Error>(op: &'static str, secret_id: &str, e: &E) -> Error {
+        Error::SecretsManager {
+            operation: op,
+            secret_id: secret_id.to_owned(),
+            detail: chain(e),
+        }
+    }
+
+    /// DescribeSecret.
+    ///
+    /// # Errors
+    /// [`Error::SecretNotFound`], or [`Error::SecretsManager`].
+    pub async fn describe(&self, secret_id: &str) -> Result<SecretState, Error> {
+        let out = self
+            .secrets
+            .describe_secret()
+            .secret_id(secret_id)
+            .send()
+            .await
+            .map_err(|e| {
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception())
+                {
+                    Error::SecretNotFound {
+                        secret_id: secret_id.to_owned(),
+                    }
+                } else {
+                    Self::sm_err("DescribeSecret", secret_id, &e)
+                }
+            })?;
+        Ok(SecretState {
+            arn: out.arn().unwrap_or(secret_id).to_owned(),
+            rotation_enabled: out.rotation_enabled().unwrap_or(false),
+            stages: out.version_ids_to_stages().cloned().unwrap_or_default(),
+        })
+    }
+
+    /// GetSecretValue of a stage (and version). `Ok(None)` when that version has no value yet
+    /// (Secrets Manager's empty AWSPENDING placeholder answers ResourceNotFound).
+    ///
+    /// # Errors
+    /// [`Error::SecretsManager`] for anything but "no value".
+    pub async fn get_value(
+        &self,
+        secret_id: &str,
+        version_id: Option<&str>,
+        stage: &str,
+    ) -> Result<Option<String>, Error> {
+        let res = self
+            .secrets
+            .get_secret_value()
+            .secret_id(secret_id)
+            .set_version_id(version_id.map(str::to_owned))
+            .version_stage(stage)
+            .send()
+            .await;
+        match res {
+            Ok(out) => Ok(out.secret_string().map(str::to_owned)),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(Self::sm_err("GetSecretValue", secret_id, &e)),
+        }
+    }
+
+    /// PutSecretValue of the pending version for `token`.
+    ///
+    /// # Errors
+    /// [`Error::SecretsManager`]; a `ResourceExistsException` means the version already holds
+    /// a different value.
+    pub async fn put_pending(
+        &self,
+        secret_id: &str,
+        token: &str,
+        rotation_token: Option<&str>,
+        secret_string: String,
+    ) -> Result<(), Error> {
+        self.secrets
+            .put_secret_value()
+            .secret_id(secret_id)
+            .client_request_token(token)
+            .secret_string(secret_string)
+            .version_stages(AWSPENDING)
+            .set_rotation_token(rotation_token.map(str::to_owned))
+            .send()
+            .await
+            .map_err(|e| Self::sm_err("PutSecretValue", secret_id, &e))?;
+        Ok(())
+    }
+
+    /// The creation time of a version (ListSecretVersionIds, deprecated versions included).
+    ///
+    /// # Errors
+    /// [`Error::SecretsManager`].
+    pub async fn version_created(
+        &self,
+        secret_id: &str,
+        version_id: &str,
+    ) -> Result<Option<DateTime>, Error> {
+        let mut next: Option<String> = None;
+        loop {
+            let out = self
+                .secrets
+                .list_secret_version_ids()
+                .secret_id(secret_id)
+                .include_deprecated(true)
+                .set_next_token(next.take())
+                .send()
+                .await
+                .map_err(|e| Self::sm_err("ListSecretVersionIds", secret_id, &e))?;
+            if let Some(v) = out
+                .versions()
+                .iter()
+                .find(|v| v.version_id() == Some(version_id))
+            {
+                return Ok(v.created_date().copied());
+            }
+            match out.next_token() {
+                Some(t) => next = Some(t.to_owned()),
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// Moves AWSCURRENT to `token`, removing it from `from` (Secrets Manager then labels
+    /// `from` AWSPREVIOUS).
+    ///
+    /// # Errors
+    /// [`Error::SecretsManager`].
+    pub async fn move_current(
+        &self,
+        secret_id: &str,
+        token: &str,
+        from: Option<&str>,
+    ) -> Result<(), Error> {
+        self.secrets
+            .update_secret_version_stage()
+            .secret_id(secret_id)
+            .version_stage(AWSCURRENT)
+            .move_to_version_id(token)
+            .set_remove_from_version_id(from.map(str::to_owned))
+            .send()
+            .await
+            .map_err(|e| Self::sm_err("UpdateSecretVersionStage", secret_id, &e))?;
+        Ok(())
+    }
+}
+
+/// IAM operations on the dedicated user's keys.
+impl Clients {
+    fn iam_err<E: std::error::Error>(op: &'static str, user: &str, e: &E) -> Error {
+        Error::Iam {
+            operation: op,
+            iam_user: user.to_owned(),
+            detail: chain(e),
+        }
+    }
+
+    /// ListAccessKeys of a user.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchUser`] or [`Error::Iam`].
+    pub async fn list_keys(&self, user: &str) -> Result<Vec<KeyInfo>, Error> {
+        let mut keys = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let out = self
+                .iam
+                .list_access_keys()
+                .user_name(user)
+                .set_marker(marker.take())
+                .send()
+                .await
+                .map_err(|e| {
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_no_such_entity_exception())
+                    {
+                        Error::NoSuchUser {
+                            iam_user: user.to_owned(),
+                        }
+                    } else {
+                        Self::iam_err("ListAccessKeys", user, &e)
+                    }
+                })?;
+            keys.extend(out.access_key_metadata().iter().filter_map(|m| {
+                Some(KeyInfo {
+                    id: m.access_key_id()?.to_owned(),
+                    active: m.status() == Some(&StatusType::Active),
+                    created: m.create_date().copied(),
+                })
+            }));
+            match (out.is_truncated(), out.marker()) {
+                (true, Some(m)) => marker = Some(m.to_owned()),
+                _ => return Ok(keys),
+            }
+        }
+    }
+
+    /// The IAM user that owns an access key (GetAccessKeyLastUsed), `None` if IAM does not
+    /// know the key.
+    ///
+    /// # Errors
+    /// [`Error::Iam`].
+    pub async fn key_owner(&self, key_id: &str, user: &str) -> Result<Option<String>, Error> {
+        match self
+            .iam
+            .get_access_key_last_used()
+            .access_key_id(key_id)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(out.user_name().map(str::to_owned)),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.meta().code() == Some("NoSuchEntity")) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(Self::iam_err("GetAccessKeyLastUsed", user, &e)),
+        }
+    }
+
+    /// CreateAccessKey with the SDK's automatic retries OFF for this call: a retry after a lost
+    /// response would mint a second key. Returns the key id and its secret (kept in memory only).
+    ///
+    /// # Errors
+    /// [`Error::Iam`].
+    pub async fn create_key(&self, user: &str) -> Result<(String, SecretAccessKey), Error> {
+        let out = self
+            .iam
+            .create_access_key()
+            .user_name(user)
+            .customize()
+            .config_override(
+                aws_sdk_iam::config::Builder::default().retry_config(RetryConfig::disabled()),
+            )
+            .send()
+            .await
+            .map_err(|e| Self::iam_err("CreateAccessKey", user, &e))?;
+        let key = out.access_key().ok_or_else(|| Error::Iam {
+            operation: "CreateAccessKey",
+            iam_user: user.to_owned(),
+            detail: "the response has no access key".into(),
+        })?;
+        let secret =
+            SecretAccessKey::new(key.secret_access_key()).map_err(|e| Error::Iam {
+                operation: "CreateAccessKey",
+                iam_user: user.to_owned(),
+                detail: format!("the new secret access key is unusable: {e}"),
+            })?;
+        Ok((key.access_key_id().to_owned(), secret))
+    }
+
+    /// Marks a key Inactive. A key already gone is fine.
+    ///
+    /// # Errors
+    /// [`Error::Iam`].
+    pub async fn deactivate_key(&self, user: &str, key_id: &str) -> Result<(), Error> {
+        match self
+            .iam
+            .update_access_key()
+            .user_name(user)
+            .access_key_id(key_id)
+            .status(StatusType::Inactive)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_no_such_entity_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(Self::iam_err("UpdateAccessKey", user, &e)),
+        }
+    }
+
+    /// Deletes a key. A key already gone is fine.
+    ///
+    /// # Errors
+    /// [`Error::Iam`].
+    pub async fn delete_key(&self, user: &str, key_id: &str) -> Result<(), Error> {
+        match self
+            .iam
+            .delete_access_key()
+            .user_name(user)
+            .access_key_id(key_id)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_no_such_entity_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(Self::iam_err("DeleteAccessKey", user, &e)),
+        }
+    }
+}

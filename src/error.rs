@@ -1,0 +1,243 @@
+//! The one error type of the rotation. Each variant is a stable `errorType` for the Lambda
+//! runtime (and so for Secrets Manager's rotation failure message and CloudWatch), and each
+//! message says what is wrong and what to do. No message ever contains a secret value: the
+//! variants carry field names, key ids, ARNs and version ids only.
+
+use lambda_runtime::Diagnostic;
+
+use crate::secret::SecretError;
+
+/// Everything that can stop a rotation step.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The invocation payload is not a rotation event.
+    #[error(
+        "malformed rotation event: {0}. Expected {{\"Step\", \"SecretId\", \"ClientRequestToken\"}} as sent by Secrets Manager"
+    )]
+    InvalidEvent(String),
+    /// The event names a step this function does not know.
+    #[error(
+        "unknown rotation step {0:?}: expected createSecret, setSecret, testSecret or finishSecret"
+    )]
+    UnknownStep(String),
+    /// Invalid configuration in the function's environment.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The secret does not exist (or this function may not see it).
+    #[error("secret {secret_id} not found; check the SecretId and the function's permissions")]
+    SecretNotFound {
+        /// The secret.
+        secret_id: String,
+    },
+    /// Rotation is not enabled on the secret.
+    #[error(
+        "rotation is not enabled on secret {secret_id}; enable it (RotateSecret / a RotationSchedule) before invoking this function"
+    )]
+    RotationNotEnabled {
+        /// The secret.
+        secret_id: String,
+    },
+    /// The token is not a version of the secret.
+    #[error(
+        "version {token} is not a version of secret {secret_id}; a rotation token must come from RotateSecret"
+    )]
+    VersionNotFound {
+        /// The secret.
+        secret_id: String,
+        /// The ClientRequestToken.
+        token: String,
+    },
+    /// The token version is not staged AWSPENDING.
+    #[error(
+        "version {token} of secret {secret_id} is not staged AWSPENDING (and not AWSCURRENT); another rotation may have replaced it: start a new rotation"
+    )]
+    NotPending {
+        /// The secret.
+        secret_id: String,
+        /// The ClientRequestToken.
+        token: String,
+    },
+    /// The secret document is malformed.
+    #[error("secret {secret_id} ({stage}): {source}")]
+    MalformedSecret {
+        /// The secret.
+        secret_id: String,
+        /// Which version: AWSCURRENT or AWSPENDING.
+        stage: &'static str,
+        /// What is wrong.
+        #[source]
+        source: SecretError,
+    },
+    /// The pending version holds a document for a different user/endpoint than the current.
+    #[error(
+        "the AWSPENDING value of secret {secret_id} (version {token}) was written for a different IAM user than AWSCURRENT names; start a new rotation"
+    )]
+    PendingMismatch {
+        /// The secret.
+        secret_id: String,
+        /// The ClientRequestToken.
+        token: String,
+    },
+    /// The current key belongs to another IAM user than `iam_user`.
+    #[error(
+        "the current username {key_id} is an access key of IAM user {owner}, not of {iam_user} named in the secret; fix \"iam_user\" or put a key of {iam_user} in the secret. Nothing was changed"
+    )]
+    WrongUser {
+        /// The current key id.
+        key_id: String,
+        /// The user that owns it.
+        owner: String,
+        /// The user the secret names.
+        iam_user: String,
+    },
+    /// The current key is not among the user's keys at all.
+    #[error(
+        "the current username {key_id} is not an access key of IAM user {iam_user} (it may have been deleted); put a working key of {iam_user} in the secret, or remove username/password to bootstrap. Nothing was changed"
+    )]
+    CurrentKeyMissing {
+        /// The current key id.
+        key_id: String,
+        /// The user the secret names.
+        iam_user: String,
+    },
+    /// Bootstrap found a key that existed before this rotation began.
+    #[error(
+        "IAM user {iam_user} already has access key {key_id} created before this rotation began, and the secret has no username/password. Adopt it (put it in the secret as username and its SMTP password as password) or delete it, then rotate again. Nothing was changed"
+    )]
+    ForeignKey {
+        /// The user.
+        iam_user: String,
+        /// The pre-existing key.
+        key_id: String,
+    },
+    /// The IAM user does not exist.
+    #[error(
+        "IAM user {iam_user} does not exist; create it (with a policy allowing ses:SendRawEmail) or fix \"iam_user\" in the secret"
+    )]
+    NoSuchUser {
+        /// The user.
+        iam_user: String,
+    },
+    /// The pending key is missing or inactive in IAM (setSecret).
+    #[error(
+        "the pending access key {key_id} is {state} for IAM user {iam_user}; it may have been removed outside the rotation: start a new rotation"
+    )]
+    PendingKeyNotActive {
+        /// The key.
+        key_id: String,
+        /// The user.
+        iam_user: String,
+        /// "missing" or "inactive".
+        state: &'static str,
+    },
+    /// SES kept answering 535 (or 454) to the pending credentials.
+    #[error(
+        "SES at {endpoint} rejected the {which} credentials for {key_id} ({last}) on all {attempts} attempts over {waited_secs}s. Likely causes: the new key has not propagated yet (raise SMTP_TEST_TIMEOUT_SECONDS), the password was derived for another region than the endpoint's ({region}), the account or region is not enabled for SES, or the key is inactive. A missing ses:SendRawEmail permission is NOT a cause of 535. AWSCURRENT was not changed"
+    )]
+    SmtpAuthRejected {
+        /// host:port.
+        endpoint: String,
+        /// "pending" or "current".
+        which: &'static str,
+        /// The key id tried.
+        key_id: String,
+        /// The region the password is for.
+        region: String,
+        /// The last SMTP reply code and text, without credentials.
+        last: String,
+        /// How many AUTH attempts were made.
+        attempts: u32,
+        /// How long it kept trying.
+        waited_secs: u64,
+    },
+    /// The SMTP endpoint could not be reached or TLS failed.
+    #[error(
+        "cannot reach SES SMTP at {endpoint}: {detail}. Check: a Lambda in a VPC needs a NAT gateway or an SES SMTP interface endpoint (com.amazonaws.REGION.email-smtp); security group egress must allow the port; port 25 is throttled on AWS, use 587 (STARTTLS) or 465 (TLS); the host name and \"tls\" mode must match the port. AWSCURRENT was not changed"
+    )]
+    SmtpUnreachable {
+        /// host:port.
+        endpoint: String,
+        /// What failed (refused, DNS, timeout, TLS), without credentials.
+        detail: String,
+    },
+    /// The test send was refused for lack of permission (554).
+    #[error(
+        "SES accepted the login for {key_id} but refused the test message from {from}: {reply}. IAM user {iam_user} needs ses:SendRawEmail on the sending identity (and any ses:FromAddress condition must allow {from}). AWSCURRENT was not changed"
+    )]
+    SmtpSendNotAuthorized {
+        /// The key id.
+        key_id: String,
+        /// The user.
+        iam_user: String,
+        /// The sender.
+        from: String,
+        /// The SMTP reply.
+        reply: String,
+    },
+    /// The test send failed for another reason.
+    #[error("SES accepted the login for {key_id} but the test message failed: {reply}. AWSCURRENT was not changed")]
+    SmtpSendFailed {
+        /// The key id.
+        key_id: String,
+        /// The SMTP reply or failure.
+        reply: String,
+    },
+    /// A Secrets Manager call failed.
+    #[error("Secrets Manager {operation} failed for {secret_id}: {detail}")]
+    SecretsManager {
+        /// The API operation.
+        operation: &'static str,
+        /// The secret.
+        secret_id: String,
+        /// The SDK's error chain (service messages; never a secret value).
+        detail: String,
+    },
+    /// An IAM call failed.
+    #[error("IAM {operation} failed for user {iam_user}: {detail}")]
+    Iam {
+        /// The API operation.
+        operation: &'static str,
+        /// The user.
+        iam_user: String,
+        /// The SDK's error chain.
+        detail: String,
+    },
+}
+
+impl Error {
+    /// The stable `errorType` reported to the Lambda runtime.
+    #[must_use]
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            Self::InvalidEvent(_) => "InvalidEvent",
+            Self::UnknownStep(_) => "UnknownStep",
+            Self::Config(_) => "InvalidConfiguration",
+            Self::SecretNotFound { .. } => "SecretNotFound",
+            Self::RotationNotEnabled { .. } => "RotationNotEnabled",
+            Self::VersionNotFound { .. } => "VersionNotFound",
+            Self::NotPending { .. } => "VersionNotPending",
+            Self::MalformedSecret { .. } => "MalformedSecret",
+            Self::PendingMismatch { .. } => "PendingMismatch",
+            Self::WrongUser { .. } => "KeyBelongsToOtherUser",
+            Self::CurrentKeyMissing { .. } => "CurrentKeyMissing",
+            Self::ForeignKey { .. } => "UnadoptedAccessKey",
+            Self::NoSuchUser { .. } => "NoSuchUser",
+            Self::PendingKeyNotActive { .. } => "PendingKeyNotActive",
+            Self::SmtpAuthRejected { .. } => "SmtpAuthRejected",
+            Self::SmtpUnreachable { .. } => "SmtpUnreachable",
+            Self::SmtpSendNotAuthorized { .. } => "SmtpSendNotAuthorized",
+            Self::SmtpSendFailed { .. } => "SmtpSendFailed",
+            Self::SecretsManager { .. } => "SecretsManagerError",
+            Self::Iam { .. } => "IamError",
+        }
+    }
+}
+
+impl From<Error> for Diagnostic {
+    fn from(e: Error) -> Self {
+        Diagnostic {
+            error_type: e.error_type().to_owned(),
+            error_message: e.to_string(),
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! The rotation event Secrets Manager sends, parsed at the edge into a typed step.
+//!
+//! `aws_lambda_events`' type lacks `RotationToken`, so the event is read from raw JSON here
+//! and the token is carried on to `PutSecretValue`.
+
+use std::fmt;
+
+use serde_json::Value;
+
+use crate::error::Error;
+
+/// One of the four rotation steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Create the new key and store the pending credentials.
+    Create,
+    /// Confirm the key is in IAM and Active.
+    Set,
+    /// Prove the pending credentials log in at SES.
+    Test,
+    /// Promote the pending version and retire the old key.
+    Finish,
+}
+
+impl Step {
+    /// The step name as Secrets Manager writes it.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Create => "createSecret",
+            Self::Set => "setSecret",
+            Self::Test => "testSecret",
+            Self::Finish => "finishSecret",
+        }
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A validated rotation event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RotationEvent {
+    /// Which step.
+    pub step: Step,
+    /// The secret's ARN or name.
+    pub secret_id: String,
+    /// The version id of the rotation (`ClientRequestToken`).
+    pub token: String,
+    /// Secrets Manager's `RotationToken`, passed on to `PutSecretValue`. Not a secret value,
+    /// but it is an authorisation token for this rotation, so it is never logged.
+    pub rotation_token: Option<String>,
+}
+
+fn field<'a>(obj: &'a serde_json::Map<String, Value>, name: &str) -> Result<&'a str, Error> {
+    match obj.get(name) {
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s),
+        Some(Value::String(_)) => Err(Error::InvalidEvent(format!("\"{name}\" is empty"))),
+        Some(_) => Err(Error::InvalidEvent(format!("\"{name}\" is not a string"))),
+        None => Err(Error::InvalidEvent(format!("\"{name}\" is missing"))),
+    }
+}
+
+impl RotationEvent {
+    /// Parses the raw invocation payload.
+    ///
+    /// # Errors
+    /// [`Error::InvalidEvent`] naming the missing or mistyped field, or [`Error::UnknownStep`].
+    pub fn parse(payload: &Value) -> Result<Self, Error> {
+        let Value::Object(obj) = payload else {
+            return Err(Error::InvalidEvent("the payload is not a JSON object".into()));
+        };
+        let step = match field(obj, "Step")? {
+            "createSecret" => Step::Create,
+            "setSecret" => Step::Set,
+            "testSecret" => Step::Test,
+            "finishSecret" => Step::Finish,
+            other => return Err(Error::UnknownStep(other.chars().take(64).collect())),
+        };
+        let secret_id = field(obj, "SecretId")?.to_owned();
+        let token = field(obj, "ClientRequestToken")?.to_owned();
+        let rotation_token = match obj.get("RotationToken") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s.is_empty() => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(_) => {
+                return Err(Error::InvalidEvent(
+                    "\"RotationToken\" is not a string".into(),
+                ));
+            }
+        };
+        Ok(Self {
+            step,
+            secret_id,
+            token,
+            rotation_token,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn parses_all_steps_and_rotation_token() {
+        for (name, step) in [
+            ("createSecret", Step::Create),
+            ("setSecret", Step::Set),
+            ("testSecret", Step::Test),
+            ("finishSecret", Step::Finish),
+        ] {
+            let e = RotationEvent::parse(&json!({"Step": name, "SecretId": "arn:x", "ClientRequestToken": "t", "RotationToken": "r"})).unwrap();
+            assert_eq!(e.step, step);
+            assert_eq!(e.step.as_str(), name);
+            assert_eq!(e.secret_id, "arn:x");
+            assert_eq!(e.token, "t");
+            assert_eq!(e.rotation_token.as_deref(), Some("r"));
+        }
+        let e = RotationEvent::parse(&json!({"Step": "setSecret", "SecretId": "s", "ClientRequestToken": "t"})).unwrap();
+        assert_eq!(e.rotation_token, None);
+    }
+
+    #[test]
+    fn the_sample_events_parse() {
+        for (file, step) in [
+            ("createSecret", Step::Create),
+            ("setSecret", Step::Set),
+            ("testSecret", Step::Test),
+            ("finishSecret", Step::Finish),
+        ] {
+            let path = format!("{}/events/{file}.json", env!("CARGO_MANIFEST_DIR"));
+            let text = std::fs::read_to_string(&path).expect(&path);
+            let value: Value = serde_json::from_str(&text).expect(&path);
+            let e = RotationEvent::parse(&value).expect(&path);
+            assert_eq!(e.step, step, "{path}");
+            assert!(e.rotation_token.is_some(), "{path}");
+        }
+    }
+
+    #[test]
+    fn refuses_malformed_events() {
+        for (payload, needle, kind) in [
+            (json!([1]), "not a JSON object", "InvalidEvent"),
+            (json!({"SecretId": "s", "ClientRequestToken": "t"}), "\"Step\" is missing", "InvalidEvent"),
+            (json!({"Step": "rotate", "SecretId": "s", "ClientRequestToken": "t"}), "\"rotate\"", "UnknownStep"),
+            (json!({"Step": "createSecret", "ClientRequestToken": "t"}), "\"SecretId\" is missing", "InvalidEvent"),
+            (json!({"Step": "createSecret", "SecretId": 5, "ClientRequestToken": "t"}), "\"SecretId\" is not a string", "InvalidEvent"),
+            (json!({"Step": "createSecret", "SecretId": "s", "ClientRequestToken": ""}), "\"ClientRequestToken\" is empty", "InvalidEvent"),
+            (json!({"Step": "createSecret", "SecretId": "s", "ClientRequestToken": "t", "RotationToken": 1}), "RotationToken", "InvalidEvent"),
+        ] {
+            let e = RotationEvent::parse(&payload).unwrap_err();
+            assert_eq!(e.error_type(), kind, "{payload}");
+            assert!(e.to_string().contains(needle), "{payload}: {e}");
+        }
+    }
+}

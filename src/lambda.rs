@@ -1,0 +1,138 @@
+//! The Lambda face: configuration and clients built once, then the runtime loop calling
+//! [`handle`] for each rotation event.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
+use serde_json::Value;
+use tracing::{Instrument, error, info, info_span};
+
+use crate::aws::Clients;
+use crate::config::Config;
+use crate::error::Error;
+use crate::event::{RotationEvent, Step};
+use crate::steps::{StepContext, StepOutcome, create, finish, set, test};
+
+/// Runs the Lambda runtime loop. Invalid configuration fails here, before the first event.
+#[must_use]
+pub fn main() -> ExitCode {
+    init_tracing();
+    let config = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            error!(error_type = e.error_type(), "{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            error!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let clients = Clients::from_env().await;
+        info!(
+            old_key_action = config.old_key_action.as_str(),
+            smtp_test_timeout_s = config.smtp_test_timeout.as_secs(),
+            smtp_connect_timeout_s = config.smtp_connect_timeout.as_secs(),
+            test_send = config.test_send.is_some(),
+            "ses-smtp-rotator ready"
+        );
+        let result = lambda_runtime::run(service_fn(|ev: LambdaEvent<Value>| {
+            let clients = &clients;
+            let config = &config;
+            async move {
+                let deadline = deadline_instant(ev.context.deadline);
+                handle(clients, config, &ev.payload, deadline)
+                    .await
+                    .map_err(Diagnostic::from)
+            }
+        }))
+        .await;
+        match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                error!("the Lambda runtime loop stopped: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// Turns the runtime's deadline (epoch milliseconds) into an `Instant`.
+fn deadline_instant(deadline_ms: u64) -> Option<Instant> {
+    if deadline_ms == 0 {
+        return None;
+    }
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .ok()?
+        .as_millis();
+    let left = u128::from(deadline_ms).saturating_sub(now_ms);
+    Some(Instant::now() + Duration::from_millis(u64::try_from(left).unwrap_or(u64::MAX)))
+}
+
+/// Handles one invocation: parse the event, run its step, log the outcome.
+///
+/// # Errors
+/// Whatever the step returns; the error's type and message reach Secrets Manager.
+pub async fn handle(
+    clients: &Clients,
+    config: &Config,
+    payload: &Value,
+    deadline: Option<Instant>,
+) -> Result<StepOutcome, Error> {
+    let event = match RotationEvent::parse(payload) {
+        Ok(e) => e,
+        Err(e) => {
+            error!(error_type = e.error_type(), "{e}");
+            return Err(e);
+        }
+    };
+    let span = info_span!("rotation", step = %event.step, secret_id = %event.secret_id, version = %event.token);
+    async {
+        let ctx = StepContext {
+            clients,
+            config,
+            event: &event,
+            deadline,
+        };
+        info!("step started");
+        let result = match event.step {
+            Step::Create => create::create_secret(&ctx).await,
+            Step::Set => set::set_secret(&ctx).await,
+            Step::Test => test::test_secret(&ctx).await,
+            Step::Finish => finish::finish_secret(&ctx).await,
+        };
+        match &result {
+            Ok(o) => info!(result = %o.result, "step succeeded"),
+            Err(e) => error!(error_type = e.error_type(), "step failed: {e}"),
+        }
+        result
+    }
+    .instrument(span)
+    .await
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("RUST_LOG")
+        .or_else(|_| EnvFilter::try_from_env("AWS_LAMBDA_LOG_LEVEL"))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .without_time();
+    // Lambda's JSON log format wants one JSON object per line; plain text otherwise.
+    if std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
+        builder.json().with_current_span(true).with_span_list(false).init();
+    } else {
+        builder.init();
+    }
+}

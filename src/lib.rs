@@ -1,0 +1,30 @@
+//! ses-smtp-rotator: rotates Amazon SES SMTP credentials kept in AWS Secrets Manager.
+//!
+//! The library holds all the logic so that tests reach it; `main.rs` only picks the face:
+//! the Lambda runtime loop (when `AWS_LAMBDA_RUNTIME_API` is set) or the command line.
+//!
+//! - [`password`]: the SES SMTP password derivation (pure).
+//! - [`secret`]: the secret document.
+//! - [`config`]: the function's configuration from the environment.
+//! - [`error`]: the one error type, with stable error types for the runtime.
+//! - [`event`]: the rotation event, parsed at the edge into a typed step.
+//! - [`aws`]: Secrets Manager and IAM calls the steps use.
+//! - [`smtp`]: one SMTP login (and optional send) against SES.
+//! - [`steps`]: the four rotation steps, one module each, and the preamble they share.
+//! - [`lambda`]: the Lambda handler and runtime loop.
+//! - [`cli`]: the command-line face.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod aws;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod event;
+pub mod lambda;
+pub mod password;
+pub mod secret;
+pub mod smtp;
+pub mod steps;
+
+pub use error::Error;

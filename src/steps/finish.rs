@@ -1,0 +1,111 @@
+//! finishSecret: promote the pending version, then retire the old key.
+
+use tracing::info;
+
+use super::{StepContext, StepOutcome, TokenState, current_document, pending_document, preamble};
+use crate::aws::{AWSCURRENT, AWSPENDING, AWSPREVIOUS};
+use crate::config::OldKeyAction;
+use crate::error::Error;
+use crate::secret::{SecretDocument, SecretError};
+
+/// Moves AWSCURRENT to the token's version (removing it from the old current version, which
+/// Secrets Manager then labels AWSPREVIOUS), then applies `OLD_KEY_ACTION` to the old key:
+/// deactivate (default), delete, or keep.
+///
+/// Idempotent and crash safe: when the stage move already happened (the token is AWSCURRENT),
+/// the action is applied to the AWSPREVIOUS version's key; a key already inactive or gone is
+/// fine. The key that is now current is never touched.
+///
+/// # Errors
+/// Preamble errors; [`Error::MalformedSecret`] when the pending version has no credentials;
+/// Secrets Manager / IAM failures.
+pub async fn finish_secret(ctx: &StepContext<'_>) -> Result<StepOutcome, Error> {
+    let token = &ctx.event.token;
+    let (arn, new_doc, old_doc) = match preamble(ctx).await? {
+        TokenState::AlreadyCurrent(state) => {
+            // Re-run after the move: the old key is the one AWSPREVIOUS names.
+            let arn = state.arn.clone();
+            let new_doc = current_document(ctx, &arn).await?;
+            let old_doc = match state.version_with(AWSPREVIOUS) {
+                Some(prev) if prev != token.as_str() => previous_document(ctx, &arn, prev).await,
+                _ => None,
+            };
+            info!(step = "finishSecret", secret_id = %arn, version = %token,
+                  "version is already AWSCURRENT; completing the old key's retirement");
+            (arn, new_doc, old_doc)
+        }
+        TokenState::Pending(state) => {
+            let arn = state.arn.clone();
+            let new_doc = pending_document(ctx, &arn)
+                .await?
+                .filter(|d| d.credentials.is_some())
+                .ok_or_else(|| Error::MalformedSecret {
+                    secret_id: arn.clone(),
+                    stage: AWSPENDING,
+                    source: SecretError::Missing {
+                        field: "username",
+                        hint: "createSecret has not stored the new credentials: run the rotation from createSecret",
+                    },
+                })?;
+            let old_doc = current_document(ctx, &arn).await?;
+            let from = state.version_with(AWSCURRENT).map(str::to_owned);
+            ctx.clients.move_current(&arn, token, from.as_deref()).await?;
+            info!(step = "finishSecret", secret_id = %arn, version = %token, previous_version = ?from,
+                  key_id = ?new_doc.credentials.as_ref().map(|c| c.username.as_str()),
+                  "moved AWSCURRENT to the new version");
+            (arn, new_doc, Some(old_doc))
+        }
+    };
+    let result = retire_old_key(ctx, &arn, &new_doc, old_doc.as_ref()).await?;
+    Ok(StepOutcome {
+        step: "finishSecret",
+        result,
+    })
+}
+
+/// Reads a previous version's document; unreadable or malformed means there is no old key we
+/// can safely name, which is not an error at this point (the new key is already current).
+async fn previous_document(ctx: &StepContext<'_>, arn: &str, version: &str) -> Option<SecretDocument> {
+    let text = ctx
+        .clients
+        .get_value(arn, Some(version), AWSPREVIOUS)
+        .await
+        .ok()??;
+    SecretDocument::parse(&text).ok()
+}
+
+async fn retire_old_key(
+    ctx: &StepContext<'_>,
+    arn: &str,
+    new_doc: &SecretDocument,
+    old_doc: Option<&SecretDocument>,
+) -> Result<String, Error> {
+    let new_key = new_doc.credentials.as_ref().map(|c| c.username.as_str());
+    let Some((old_user, old_key)) = old_doc.and_then(|d| {
+        d.credentials
+            .as_ref()
+            .map(|c| (d.iam_user.as_str(), c.username.as_str()))
+    }) else {
+        return Ok("no previous key to retire (bootstrap)".into());
+    };
+    if Some(old_key) == new_key {
+        return Ok("the previous version names the current key; nothing to retire".into());
+    }
+    let action = ctx.config.old_key_action;
+    match action {
+        OldKeyAction::Deactivate => ctx.clients.deactivate_key(old_user, old_key).await?,
+        OldKeyAction::Delete => ctx.clients.delete_key(old_user, old_key).await?,
+        OldKeyAction::Keep => {}
+    }
+    info!(step = "finishSecret", secret_id = %arn, version = %ctx.event.token, key_id = %old_key,
+          action = action.as_str(), "applied OLD_KEY_ACTION to the previous key");
+    Ok(format!(
+        "new key {} is AWSCURRENT; previous key {old_key}: {}",
+        new_key.unwrap_or("?"),
+        match action {
+            OldKeyAction::Deactivate => "deactivated",
+            OldKeyAction::Delete => "deleted",
+            OldKeyAction::Keep => "kept active until the next rotation",
+        }
+    ))
+}

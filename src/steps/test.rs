@@ -1,0 +1,177 @@
+//! testSecret: prove with a real SMTP AUTH that SES accepts the pending credentials.
+
+use std::time::{Duration, Instant};
+
+use tracing::{info, warn};
+
+use super::{StepContext, StepOutcome, TokenState, current_document, pending_document, preamble};
+use crate::error::Error;
+use crate::secret::SecretDocument;
+use crate::smtp::{LoginOutcome, SmtpTarget, try_login_and_send};
+
+/// Time kept back from the invocation deadline so the step can still report its error.
+pub const DEADLINE_MARGIN: Duration = Duration::from_secs(3);
+/// First pause between attempts; it doubles up to [`MAX_BACKOFF`], with jitter.
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+/// Longest pause between attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(8);
+/// Attempts on an unreachable endpoint (a second one rides out a blip, more only waste time).
+const UNREACHABLE_ATTEMPTS: u32 = 2;
+
+/// Logs in at the secret's SMTP endpoint with the pending credentials (TLS always, certificate
+/// always verified) and, when `TEST_SEND_FROM`/`TEST_SEND_TO` are set, sends a test message.
+///
+/// A brand-new key is not accepted everywhere at once, so 535 and 454 answers are retried with
+/// capped exponential backoff and jitter until `SMTP_TEST_TIMEOUT_SECONDS` or the invocation
+/// deadline minus [`DEADLINE_MARGIN`], whichever comes first. When the pending version has no
+/// value (Secrets Manager's `RotateImmediately=false` test) the AWSCURRENT credentials are
+/// tested instead.
+///
+/// Idempotent: it changes nothing.
+///
+/// # Errors
+/// Preamble errors; [`Error::SmtpAuthRejected`] (with attempts, time waited and likely causes);
+/// [`Error::SmtpUnreachable`]; [`Error::SmtpSendNotAuthorized`]; [`Error::SmtpSendFailed`].
+pub async fn test_secret(ctx: &StepContext<'_>) -> Result<StepOutcome, Error> {
+    let token = &ctx.event.token;
+    let state = match preamble(ctx).await? {
+        TokenState::AlreadyCurrent(_) => {
+            info!(step = "testSecret", version = %token, "version is already AWSCURRENT; nothing to do");
+            return Ok(outcome("version already AWSCURRENT; nothing to do".into()));
+        }
+        TokenState::Pending(state) => state,
+    };
+    let arn = state.arn.as_str();
+    let (doc, which) = match pending_document(ctx, arn).await? {
+        Some(doc) => (doc, "pending"),
+        None => {
+            info!(step = "testSecret", secret_id = %arn, version = %token,
+                  "pending version has no value (RotateImmediately=false test): testing AWSCURRENT instead");
+            (current_document(ctx, arn).await?, "current")
+        }
+    };
+    let key_id = login(ctx, &doc, which).await?;
+    Ok(outcome(format!(
+        "SES accepted the {which} credentials for {key_id}"
+    )))
+}
+
+fn outcome(result: String) -> StepOutcome {
+    StepOutcome {
+        step: "testSecret",
+        result,
+    }
+}
+
+fn jitter(d: Duration) -> Duration {
+    use std::hash::BuildHasher;
+    // Spread retries of many rotations; no need for a random-number crate for this.
+    let noise = std::collections::hash_map::RandomState::new().hash_one(Instant::now()) % 1000;
+    #[allow(clippy::cast_precision_loss)]
+    let factor = 0.75 + (noise as f64) / 2000.0; // 0.75 ..= 1.25
+    d.mul_f64(factor)
+}
+
+/// The retry loop. Returns the key id that logged in.
+async fn login(ctx: &StepContext<'_>, doc: &SecretDocument, which: &'static str) -> Result<String, Error> {
+    let arn = ctx.event.secret_id.as_str();
+    let token = ctx.event.token.as_str();
+    let target = SmtpTarget::from_document(doc);
+    let endpoint = target.endpoint();
+    let creds = doc.credentials.clone().ok_or_else(|| Error::MalformedSecret {
+        secret_id: arn.to_owned(),
+        stage: if which == "pending" { "AWSPENDING" } else { "AWSCURRENT" },
+        source: crate::secret::SecretError::Missing {
+            field: "username",
+            hint: "there are no credentials to test",
+        },
+    })?;
+    let tls = target.tls_parameters().map_err(|e| Error::SmtpUnreachable {
+        endpoint: endpoint.clone(),
+        detail: format!("cannot set up TLS: {e}"),
+    })?;
+
+    let start = Instant::now();
+    let mut end = start + ctx.config.smtp_test_timeout;
+    if let Some(deadline) = ctx.deadline {
+        end = end.min(deadline.checked_sub(DEADLINE_MARGIN).unwrap_or(start));
+    }
+    let mut attempts = 0u32;
+    let mut unreachable = 0u32;
+    let mut backoff = FIRST_BACKOFF;
+    let mut last = String::from("no attempt fitted in the time budget");
+    loop {
+        let remaining = end.saturating_duration_since(Instant::now());
+        if remaining < Duration::from_millis(200) {
+            break;
+        }
+        attempts += 1;
+        let per_attempt = ctx.config.smtp_connect_timeout.min(remaining);
+        let result = try_login_and_send(
+            &target,
+            &tls,
+            &creds,
+            per_attempt,
+            ctx.config.test_send.as_ref(),
+        )
+        .await;
+        match result {
+            LoginOutcome::Accepted => {
+                info!(step = "testSecret", secret_id = %arn, version = %token, key_id = %creds.username,
+                      endpoint = %endpoint, attempts, waited_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
+                      sent_test_message = ctx.config.test_send.is_some(), "SES accepted the {which} credentials");
+                return Ok(creds.username);
+            }
+            LoginOutcome::Rejected(text) | LoginOutcome::Temporary(text) => {
+                warn!(step = "testSecret", secret_id = %arn, version = %token, key_id = %creds.username,
+                      endpoint = %endpoint, attempt = attempts, reply = %text, "SES did not accept the login yet; retrying");
+                last = text;
+            }
+            LoginOutcome::Unreachable(text) => {
+                unreachable += 1;
+                warn!(step = "testSecret", secret_id = %arn, endpoint = %endpoint, attempt = attempts,
+                      error = %text, "cannot talk to the SMTP endpoint");
+                if unreachable >= UNREACHABLE_ATTEMPTS {
+                    return Err(Error::SmtpUnreachable { endpoint, detail: text });
+                }
+                last = text;
+            }
+            LoginOutcome::SendNotAuthorized(reply) => {
+                let (from, iam_user) = ctx.config.test_send.as_ref().map_or_else(
+                    || (String::new(), doc.iam_user.clone()),
+                    |s| (s.from.clone(), doc.iam_user.clone()),
+                );
+                return Err(Error::SmtpSendNotAuthorized {
+                    key_id: creds.username,
+                    iam_user,
+                    from,
+                    reply,
+                });
+            }
+            LoginOutcome::SendFailed(reply) => {
+                return Err(Error::SmtpSendFailed {
+                    key_id: creds.username,
+                    reply,
+                });
+            }
+        }
+        let pause = jitter(backoff).min(end.saturating_duration_since(Instant::now()));
+        tokio::time::sleep(pause).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+    if unreachable > 0 && unreachable == attempts {
+        return Err(Error::SmtpUnreachable {
+            endpoint,
+            detail: last,
+        });
+    }
+    Err(Error::SmtpAuthRejected {
+        endpoint,
+        which,
+        key_id: creds.username,
+        region: doc.region.to_string(),
+        last,
+        attempts,
+        waited_secs: start.elapsed().as_secs(),
+    })
+}
