@@ -90,6 +90,15 @@ pub struct KeyInfo {
     pub created: Option<DateTime>,
 }
 
+/// What GetAccessKeyLastUsed tells about a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyUsage {
+    /// The IAM user that owns the key.
+    pub owner: Option<String>,
+    /// Whether the key was ever used to sign a request.
+    pub ever_used: bool,
+}
+
 fn chain<E: std::error::Error>(e: &E) -> String {
     DisplayErrorContext(e).to_string()
 }
@@ -297,12 +306,12 @@ impl Clients {
         }
     }
 
-    /// The IAM user that owns an access key (GetAccessKeyLastUsed), `None` if IAM does not
-    /// know the key.
+    /// Who owns an access key and whether it was ever used (GetAccessKeyLastUsed); `None` if
+    /// IAM does not know the key.
     ///
     /// # Errors
     /// [`Error::Iam`].
-    pub async fn key_owner(&self, key_id: &str, user: &str) -> Result<Option<String>, Error> {
+    pub async fn key_usage(&self, key_id: &str, user: &str) -> Result<Option<KeyUsage>, Error> {
         match self
             .iam
             .get_access_key_last_used()
@@ -310,7 +319,12 @@ impl Clients {
             .send()
             .await
         {
-            Ok(out) => Ok(out.user_name().map(str::to_owned)),
+            Ok(out) => Ok(Some(KeyUsage {
+                owner: out.user_name().map(str::to_owned),
+                ever_used: out
+                    .access_key_last_used()
+                    .is_some_and(|u| u.last_used_date().is_some()),
+            })),
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|s| s.meta().code() == Some("NoSuchEntity")) =>
@@ -343,12 +357,11 @@ impl Clients {
             iam_user: user.to_owned(),
             detail: "the response has no access key".into(),
         })?;
-        let secret =
-            SecretAccessKey::new(key.secret_access_key()).map_err(|e| Error::Iam {
-                operation: "CreateAccessKey",
-                iam_user: user.to_owned(),
-                detail: format!("the new secret access key is unusable: {e}"),
-            })?;
+        let secret = SecretAccessKey::new(key.secret_access_key()).map_err(|e| Error::Iam {
+            operation: "CreateAccessKey",
+            iam_user: user.to_owned(),
+            detail: format!("the new secret access key is unusable: {e}"),
+        })?;
         Ok((key.access_key_id().to_owned(), secret))
     }
 

@@ -57,7 +57,10 @@ pub fn main() -> ExitCode {
     match run(cli.command) {
         Ok(out) => {
             let mut stdout = std::io::stdout().lock();
-            if writeln!(stdout, "{out}").and_then(|()| stdout.flush()).is_err() {
+            if writeln!(stdout, "{out}")
+                .and_then(|()| stdout.flush())
+                .is_err()
+            {
                 return ExitCode::FAILURE;
             }
             ExitCode::SUCCESS

@@ -155,7 +155,10 @@ mod tests {
         assert_eq!(c.smtp_connect_timeout, Duration::from_secs(10));
         assert_eq!(c.test_send, None);
         // Empty strings (SAM's unset parameters) are defaults too.
-        assert_eq!(cfg(&[("OLD_KEY_ACTION", ""), ("TEST_SEND_FROM", "")]).unwrap(), c);
+        assert_eq!(
+            cfg(&[("OLD_KEY_ACTION", ""), ("TEST_SEND_FROM", "")]).unwrap(),
+            c
+        );
     }
 
     #[test]
@@ -178,12 +181,24 @@ mod tests {
     fn refuses_bad_values_naming_the_variable() {
         for (pairs, name) in [
             (vec![("OLD_KEY_ACTION", "remove")], "OLD_KEY_ACTION"),
-            (vec![("SMTP_TEST_TIMEOUT_SECONDS", "0")], "SMTP_TEST_TIMEOUT_SECONDS"),
-            (vec![("SMTP_TEST_TIMEOUT_SECONDS", "1m")], "SMTP_TEST_TIMEOUT_SECONDS"),
-            (vec![("SMTP_CONNECT_TIMEOUT_SECONDS", "-3")], "SMTP_CONNECT_TIMEOUT_SECONDS"),
+            (
+                vec![("SMTP_TEST_TIMEOUT_SECONDS", "0")],
+                "SMTP_TEST_TIMEOUT_SECONDS",
+            ),
+            (
+                vec![("SMTP_TEST_TIMEOUT_SECONDS", "1m")],
+                "SMTP_TEST_TIMEOUT_SECONDS",
+            ),
+            (
+                vec![("SMTP_CONNECT_TIMEOUT_SECONDS", "-3")],
+                "SMTP_CONNECT_TIMEOUT_SECONDS",
+            ),
             (vec![("TEST_SEND_FROM", "a@example.com")], "TEST_SEND_TO"),
             (
-                vec![("TEST_SEND_FROM", "not an address"), ("TEST_SEND_TO", "b@example.com")],
+                vec![
+                    ("TEST_SEND_FROM", "not an address"),
+                    ("TEST_SEND_TO", "b@example.com"),
+                ],
                 "TEST_SEND_FROM",
             ),
         ] {

@@ -175,7 +175,9 @@ pub enum Error {
         reply: String,
     },
     /// The test send failed for another reason.
-    #[error("SES accepted the login for {key_id} but the test message failed: {reply}. AWSCURRENT was not changed")]
+    #[error(
+        "SES accepted the login for {key_id} but the test message failed: {reply}. AWSCURRENT was not changed"
+    )]
     SmtpSendFailed {
         /// The key id.
         key_id: String,

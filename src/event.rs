@@ -71,7 +71,9 @@ impl RotationEvent {
     /// [`Error::InvalidEvent`] naming the missing or mistyped field, or [`Error::UnknownStep`].
     pub fn parse(payload: &Value) -> Result<Self, Error> {
         let Value::Object(obj) = payload else {
-            return Err(Error::InvalidEvent("the payload is not a JSON object".into()));
+            return Err(Error::InvalidEvent(
+                "the payload is not a JSON object".into(),
+            ));
         };
         let step = match field(obj, "Step")? {
             "createSecret" => Step::Create,
@@ -121,7 +123,10 @@ mod tests {
             assert_eq!(e.token, "t");
             assert_eq!(e.rotation_token.as_deref(), Some("r"));
         }
-        let e = RotationEvent::parse(&json!({"Step": "setSecret", "SecretId": "s", "ClientRequestToken": "t"})).unwrap();
+        let e = RotationEvent::parse(
+            &json!({"Step": "setSecret", "SecretId": "s", "ClientRequestToken": "t"}),
+        )
+        .unwrap();
         assert_eq!(e.rotation_token, None);
     }
 
@@ -146,12 +151,36 @@ mod tests {
     fn refuses_malformed_events() {
         for (payload, needle, kind) in [
             (json!([1]), "not a JSON object", "InvalidEvent"),
-            (json!({"SecretId": "s", "ClientRequestToken": "t"}), "\"Step\" is missing", "InvalidEvent"),
-            (json!({"Step": "rotate", "SecretId": "s", "ClientRequestToken": "t"}), "\"rotate\"", "UnknownStep"),
-            (json!({"Step": "createSecret", "ClientRequestToken": "t"}), "\"SecretId\" is missing", "InvalidEvent"),
-            (json!({"Step": "createSecret", "SecretId": 5, "ClientRequestToken": "t"}), "\"SecretId\" is not a string", "InvalidEvent"),
-            (json!({"Step": "createSecret", "SecretId": "s", "ClientRequestToken": ""}), "\"ClientRequestToken\" is empty", "InvalidEvent"),
-            (json!({"Step": "createSecret", "SecretId": "s", "ClientRequestToken": "t", "RotationToken": 1}), "RotationToken", "InvalidEvent"),
+            (
+                json!({"SecretId": "s", "ClientRequestToken": "t"}),
+                "\"Step\" is missing",
+                "InvalidEvent",
+            ),
+            (
+                json!({"Step": "rotate", "SecretId": "s", "ClientRequestToken": "t"}),
+                "\"rotate\"",
+                "UnknownStep",
+            ),
+            (
+                json!({"Step": "createSecret", "ClientRequestToken": "t"}),
+                "\"SecretId\" is missing",
+                "InvalidEvent",
+            ),
+            (
+                json!({"Step": "createSecret", "SecretId": 5, "ClientRequestToken": "t"}),
+                "\"SecretId\" is not a string",
+                "InvalidEvent",
+            ),
+            (
+                json!({"Step": "createSecret", "SecretId": "s", "ClientRequestToken": ""}),
+                "\"ClientRequestToken\" is empty",
+                "InvalidEvent",
+            ),
+            (
+                json!({"Step": "createSecret", "SecretId": "s", "ClientRequestToken": "t", "RotationToken": 1}),
+                "RotationToken",
+                "InvalidEvent",
+            ),
         ] {
             let e = RotationEvent::parse(&payload).unwrap_err();
             assert_eq!(e.error_type(), kind, "{payload}");

@@ -131,7 +131,11 @@ fn init_tracing() {
         .without_time();
     // Lambda's JSON log format wants one JSON object per line; plain text otherwise.
     if std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
-        builder.json().with_current_span(true).with_span_list(false).init();
+        builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init();
     } else {
         builder.init();
     }

@@ -184,7 +184,9 @@ impl Region {
         if is_region_code(region) {
             Ok(Self(region.to_owned()))
         } else {
-            Err(PasswordError::InvalidRegion(region.chars().take(64).collect()))
+            Err(PasswordError::InvalidRegion(
+                region.chars().take(64).collect(),
+            ))
         }
     }
 
@@ -426,10 +428,19 @@ mod tests {
     fn recognises_published_legacy_v2_passwords() {
         let r = region("us-east-1");
         for (key, v2) in [
-            ("some+secret+key", "AnkqhOiWEcszZZzTMCQbOY1sPGoLFgMH9zhp4eNgSjo4"),
-            ("another+secret+key", "Akwqr0Giwi8FsQFgW3DXWCC2DiiQ/jZjqLDWK8TeTBgL"),
+            (
+                "some+secret+key",
+                "AnkqhOiWEcszZZzTMCQbOY1sPGoLFgMH9zhp4eNgSjo4",
+            ),
+            (
+                "another+secret+key",
+                "Akwqr0Giwi8FsQFgW3DXWCC2DiiQ/jZjqLDWK8TeTBgL",
+            ),
         ] {
-            assert_eq!(identify_password(&secret(key), &r, v2), PasswordKind::LegacyV2);
+            assert_eq!(
+                identify_password(&secret(key), &r, v2),
+                PasswordKind::LegacyV2
+            );
         }
     }
 

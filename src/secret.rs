@@ -67,7 +67,9 @@ pub enum SecretError {
         column: usize,
     },
     /// The SecretString is JSON but not an object.
-    #[error("the secret value is JSON but not an object; store a JSON object with iam_user and host")]
+    #[error(
+        "the secret value is JSON but not an object; store a JSON object with iam_user and host"
+    )]
     NotObject,
     /// The secret has no SecretString (binary secret).
     #[error(
@@ -298,7 +300,9 @@ impl SecretDocument {
         {
             return Err(SecretError::Invalid {
                 field: "host",
-                reason: "must be a bare host name (no scheme, port or path); put the port in \"port\"".into(),
+                reason:
+                    "must be a bare host name (no scheme, port or path); put the port in \"port\""
+                        .into(),
             });
         }
         let port = parse_port(&raw)?;
@@ -445,20 +449,36 @@ mod tests {
     fn region_from_host_forms() {
         for (host, want) in [
             ("email-smtp.us-east-1.amazonaws.com", Some("us-east-1")),
-            ("email-smtp-fips.us-gov-west-1.amazonaws.com", Some("us-gov-west-1")),
-            ("email-smtp.cn-northwest-1.amazonaws.com.cn", Some("cn-northwest-1")),
+            (
+                "email-smtp-fips.us-gov-west-1.amazonaws.com",
+                Some("us-gov-west-1"),
+            ),
+            (
+                "email-smtp.cn-northwest-1.amazonaws.com.cn",
+                Some("cn-northwest-1"),
+            ),
             ("EMAIL-SMTP.EU-WEST-2.AMAZONAWS.COM.", Some("eu-west-2")),
             ("vpce-0abc.email-smtp.us-east-1.vpce.amazonaws.com", None),
             ("smtp.example.com", None),
             ("email-smtp.amazonaws.com", None),
         ] {
-            assert_eq!(region_from_host(host).map(|r| r.to_string()).as_deref(), want, "{host}");
+            assert_eq!(
+                region_from_host(host).map(|r| r.to_string()).as_deref(),
+                want,
+                "{host}"
+            );
         }
     }
 
     #[test]
     fn tls_by_port_and_explicit() {
-        for (port, want) in [(465, TlsMode::Implicit), (2465, TlsMode::Implicit), (587, TlsMode::StartTls), (25, TlsMode::StartTls), (2587, TlsMode::StartTls)] {
+        for (port, want) in [
+            (465, TlsMode::Implicit),
+            (2465, TlsMode::Implicit),
+            (587, TlsMode::StartTls),
+            (25, TlsMode::StartTls),
+            (2587, TlsMode::StartTls),
+        ] {
             let d = parse(serde_json::json!({"iam_user": "u", "host": "email-smtp.us-east-1.amazonaws.com", "port": port})).unwrap();
             assert_eq!(d.tls, want, "{port}");
         }
@@ -489,10 +509,15 @@ mod tests {
 
     #[test]
     fn temporary_credentials_refused_with_explanation() {
-        let e = err(serde_json::json!({"iam_user": "u", "host": "email-smtp.us-east-1.amazonaws.com", "username": "ASIAIOSFODNN7EXAMPLE", "password": PW}));
+        let e = err(
+            serde_json::json!({"iam_user": "u", "host": "email-smtp.us-east-1.amazonaws.com", "username": "ASIAIOSFODNN7EXAMPLE", "password": PW}),
+        );
         assert!(e.contains("temporary"), "{e}");
         assert!(e.contains("IAM role"), "{e}");
-        assert!(e.contains("long-term access key of a dedicated IAM user"), "{e}");
+        assert!(
+            e.contains("long-term access key of a dedicated IAM user"),
+            "{e}"
+        );
         assert!(!e.contains(PW));
     }
 
@@ -500,29 +525,80 @@ mod tests {
     fn errors_name_the_field_and_never_echo_values() {
         let secretish = "SeCrEtVaLuE+that/must/not/leak";
         let cases: Vec<(Value, &str)> = vec![
-            (serde_json::json!({"host": "email-smtp.us-east-1.amazonaws.com"}), "\"iam_user\""),
+            (
+                serde_json::json!({"host": "email-smtp.us-east-1.amazonaws.com"}),
+                "\"iam_user\"",
+            ),
             (serde_json::json!({"iam_user": "u"}), "\"host\""),
-            (serde_json::json!({"iam_user": secretish, "host": "h"}), "\"iam_user\""),
-            (serde_json::json!({"iam_user": 5, "host": "h"}), "\"iam_user\""),
-            (serde_json::json!({"iam_user": "u", "host": format!("smtp://{secretish}")}), "\"host\""),
-            (serde_json::json!({"iam_user": "u", "host": "email-smtp.us-east-1.amazonaws.com", "port": secretish}), "\"port\""),
-            (serde_json::json!({"iam_user": "u", "host": "email-smtp.us-east-1.amazonaws.com", "port": 70000}), "\"port\""),
-            (serde_json::json!({"iam_user": "u", "host": "email-smtp.us-east-1.amazonaws.com", "tls": secretish}), "\"tls\""),
-            (serde_json::json!({"iam_user": "u", "host": "email-smtp.us-east-1.amazonaws.com", "tls": "none"}), "\"tls\""),
-            (serde_json::json!({"iam_user": "u", "host": "h", "region": secretish}), "\"region\""),
-            (serde_json::json!({"iam_user": "u", "host": "smtp.example.com"}), "\"region\""),
-            (serde_json::json!({"iam_user": "u", "host": "email-smtp.us-east-1.amazonaws.com", "region": "eu-west-1"}), "\"region\""),
-            (serde_json::json!({"iam_user": "u", "host": "email-smtp.us-east-1.amazonaws.com", "username": secretish, "password": secretish}), "\"username\""),
-            (serde_json::json!({"iam_user": "u", "host": "email-smtp.us-east-1.amazonaws.com", "password": secretish}), "\"username\""),
-            (serde_json::json!({"iam_user": "u", "host": "email-smtp.us-east-1.amazonaws.com", "username": "AKIAIOSFODNN7EXAMPLE"}), "\"password\""),
-            (serde_json::json!({"iam_user": "u", "host": "email-smtp.us-east-1.amazonaws.com", "username": "AKIAIOSFODNN7EXAMPLE", "password": 12}), "\"password\""),
+            (
+                serde_json::json!({"iam_user": secretish, "host": "h"}),
+                "\"iam_user\"",
+            ),
+            (
+                serde_json::json!({"iam_user": 5, "host": "h"}),
+                "\"iam_user\"",
+            ),
+            (
+                serde_json::json!({"iam_user": "u", "host": format!("smtp://{secretish}")}),
+                "\"host\"",
+            ),
+            (
+                serde_json::json!({"iam_user": "u", "host": "email-smtp.us-east-1.amazonaws.com", "port": secretish}),
+                "\"port\"",
+            ),
+            (
+                serde_json::json!({"iam_user": "u", "host": "email-smtp.us-east-1.amazonaws.com", "port": 70000}),
+                "\"port\"",
+            ),
+            (
+                serde_json::json!({"iam_user": "u", "host": "email-smtp.us-east-1.amazonaws.com", "tls": secretish}),
+                "\"tls\"",
+            ),
+            (
+                serde_json::json!({"iam_user": "u", "host": "email-smtp.us-east-1.amazonaws.com", "tls": "none"}),
+                "\"tls\"",
+            ),
+            (
+                serde_json::json!({"iam_user": "u", "host": "h", "region": secretish}),
+                "\"region\"",
+            ),
+            (
+                serde_json::json!({"iam_user": "u", "host": "smtp.example.com"}),
+                "\"region\"",
+            ),
+            (
+                serde_json::json!({"iam_user": "u", "host": "email-smtp.us-east-1.amazonaws.com", "region": "eu-west-1"}),
+                "\"region\"",
+            ),
+            (
+                serde_json::json!({"iam_user": "u", "host": "email-smtp.us-east-1.amazonaws.com", "username": secretish, "password": secretish}),
+                "\"username\"",
+            ),
+            (
+                serde_json::json!({"iam_user": "u", "host": "email-smtp.us-east-1.amazonaws.com", "password": secretish}),
+                "\"username\"",
+            ),
+            (
+                serde_json::json!({"iam_user": "u", "host": "email-smtp.us-east-1.amazonaws.com", "username": "AKIAIOSFODNN7EXAMPLE"}),
+                "\"password\"",
+            ),
+            (
+                serde_json::json!({"iam_user": "u", "host": "email-smtp.us-east-1.amazonaws.com", "username": "AKIAIOSFODNN7EXAMPLE", "password": 12}),
+                "\"password\"",
+            ),
         ];
         for (doc, field) in cases {
             let e = err(doc.clone());
             assert!(e.contains(field), "{doc}: {e}");
             assert!(!e.contains(secretish), "{doc}: {e}");
         }
-        for text in ["", "not json", "[1,2]", "\"x\"", &format!("{{\"password\": \"{secretish}\"")] {
+        for text in [
+            "",
+            "not json",
+            "[1,2]",
+            "\"x\"",
+            &format!("{{\"password\": \"{secretish}\""),
+        ] {
             let e = SecretDocument::parse(text).unwrap_err().to_string();
             assert!(!e.contains(secretish), "{e}");
             assert!(e.contains("JSON"), "{e}");

@@ -69,29 +69,43 @@ pub async fn create_secret(ctx: &StepContext<'_>) -> Result<StepOutcome, Error> 
         username: key_id.clone(),
         password,
     });
+    let secret_string = next.to_secret_string();
     if let Err(e) = ctx
         .clients
         .put_pending(
             arn,
             token,
             ctx.event.rotation_token.as_deref(),
-            next.to_secret_string(),
+            secret_string.clone(),
         )
         .await
     {
-        // The key is useless without its stored password: remove it now rather than leave it
-        // for the next attempt (which would delete it anyway).
-        warn!(step = "createSecret", secret_id = %arn, version = %token, key_id = %key_id,
-              "storing the pending version failed; deleting the new key");
-        if let Err(cleanup) = ctx.clients.delete_key(user, &key_id).await {
-            warn!(step = "createSecret", key_id = %key_id, error = %cleanup,
-                  "could not delete the new key; the next attempt will");
+        // The error may be a lost response to a write that happened: look before deleting
+        // anything, or the stored credentials would name a deleted key.
+        match ctx.clients.get_value(arn, Some(token), AWSPENDING).await {
+            Ok(Some(stored)) if stored == secret_string => {
+                warn!(step = "createSecret", secret_id = %arn, version = %token, key_id = %key_id,
+                      "PutSecretValue reported an error but the value was stored");
+            }
+            Ok(_) => {
+                // Not stored: the key is useless without its password. Remove it now rather
+                // than leave it to the next attempt (which would delete it anyway).
+                warn!(step = "createSecret", secret_id = %arn, version = %token, key_id = %key_id,
+                      "storing the pending version failed; deleting the new key");
+                if let Err(cleanup) = ctx.clients.delete_key(user, &key_id).await {
+                    warn!(step = "createSecret", key_id = %key_id, error = %cleanup,
+                          "could not delete the new key; the next attempt will");
+                }
+                return Err(e);
+            }
+            Err(_) => return Err(e),
         }
-        return Err(e);
     }
     info!(step = "createSecret", secret_id = %arn, version = %token, key_id = %key_id,
           stage = AWSPENDING, "stored pending credentials");
-    Ok(outcome(format!("created key {key_id} and stored it as AWSPENDING")))
+    Ok(outcome(format!(
+        "created key {key_id} and stored it as AWSPENDING"
+    )))
 }
 
 fn outcome(result: String) -> StepOutcome {
@@ -114,7 +128,12 @@ async fn keys_to_delete(
         Some(creds) => {
             let current_id = creds.username.as_str();
             if !keys.iter().any(|k| k.id == current_id) {
-                return Err(match ctx.clients.key_owner(current_id, user).await? {
+                let owner = ctx
+                    .clients
+                    .key_usage(current_id, user)
+                    .await?
+                    .and_then(|u| u.owner);
+                return Err(match owner {
                     Some(owner) if owner != user => Error::WrongUser {
                         key_id: current_id.to_owned(),
                         owner,
@@ -133,27 +152,32 @@ async fn keys_to_delete(
                 .collect())
         }
         None => {
-            // Bootstrap: only keys created after this rotation began are ours (orphans of a
-            // failed attempt). IAM dates have one-second resolution, so a key from the same
-            // second as the version is treated as someone else's: refusing is safe, deleting a
-            // key in use is an outage.
+            // Bootstrap: only keys this rotation made in a failed attempt are ours to delete:
+            // created after the rotation began and never used. IAM dates have one-second
+            // resolution, so "after" is judged to the second; the never-used condition keeps a
+            // key that someone made in that same second and already uses out of reach.
             let began = ctx
                 .clients
                 .version_created(arn, &ctx.event.token)
                 .await?
-                .map(|d| d.as_secs_f64());
+                .map(|d| d.secs());
             let mut orphans = Vec::new();
             for k in keys {
-                let created = k.created.map(|d| d.as_secs_f64());
-                match (created, began) {
-                    (Some(c), Some(b)) if c > b => orphans.push(k.id.clone()),
-                    _ => {
-                        return Err(Error::ForeignKey {
-                            iam_user: user.to_owned(),
-                            key_id: k.id.clone(),
-                        });
-                    }
+                let after =
+                    matches!((k.created.map(|d| d.secs()), began), (Some(c), Some(b)) if c >= b);
+                let unused = after
+                    && ctx
+                        .clients
+                        .key_usage(&k.id, user)
+                        .await?
+                        .is_some_and(|u| !u.ever_used);
+                if !unused {
+                    return Err(Error::ForeignKey {
+                        iam_user: user.to_owned(),
+                        key_id: k.id.clone(),
+                    });
                 }
+                orphans.push(k.id.clone());
             }
             Ok(orphans)
         }

@@ -49,7 +49,9 @@ pub async fn finish_secret(ctx: &StepContext<'_>) -> Result<StepOutcome, Error> 
                 })?;
             let old_doc = current_document(ctx, &arn).await?;
             let from = state.version_with(AWSCURRENT).map(str::to_owned);
-            ctx.clients.move_current(&arn, token, from.as_deref()).await?;
+            ctx.clients
+                .move_current(&arn, token, from.as_deref())
+                .await?;
             info!(step = "finishSecret", secret_id = %arn, version = %token, previous_version = ?from,
                   key_id = ?new_doc.credentials.as_ref().map(|c| c.username.as_str()),
                   "moved AWSCURRENT to the new version");
@@ -65,7 +67,11 @@ pub async fn finish_secret(ctx: &StepContext<'_>) -> Result<StepOutcome, Error> 
 
 /// Reads a previous version's document; unreadable or malformed means there is no old key we
 /// can safely name, which is not an error at this point (the new key is already current).
-async fn previous_document(ctx: &StepContext<'_>, arn: &str, version: &str) -> Option<SecretDocument> {
+async fn previous_document(
+    ctx: &StepContext<'_>,
+    arn: &str,
+    version: &str,
+) -> Option<SecretDocument> {
     let text = ctx
         .clients
         .get_value(arn, Some(version), AWSPREVIOUS)

@@ -46,7 +46,11 @@ pub async fn set_secret(ctx: &StepContext<'_>) -> Result<StepOutcome, Error> {
         found => Err(Error::PendingKeyNotActive {
             key_id: creds.username.clone(),
             iam_user: doc.iam_user.clone(),
-            state: if found.is_some() { "inactive" } else { "missing" },
+            state: if found.is_some() {
+                "inactive"
+            } else {
+                "missing"
+            },
         }),
     }
 }

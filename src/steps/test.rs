@@ -73,23 +73,36 @@ fn jitter(d: Duration) -> Duration {
 }
 
 /// The retry loop. Returns the key id that logged in.
-async fn login(ctx: &StepContext<'_>, doc: &SecretDocument, which: &'static str) -> Result<String, Error> {
+async fn login(
+    ctx: &StepContext<'_>,
+    doc: &SecretDocument,
+    which: &'static str,
+) -> Result<String, Error> {
     let arn = ctx.event.secret_id.as_str();
     let token = ctx.event.token.as_str();
     let target = SmtpTarget::from_document(doc);
     let endpoint = target.endpoint();
-    let creds = doc.credentials.clone().ok_or_else(|| Error::MalformedSecret {
-        secret_id: arn.to_owned(),
-        stage: if which == "pending" { "AWSPENDING" } else { "AWSCURRENT" },
-        source: crate::secret::SecretError::Missing {
-            field: "username",
-            hint: "there are no credentials to test",
-        },
-    })?;
-    let tls = target.tls_parameters().map_err(|e| Error::SmtpUnreachable {
-        endpoint: endpoint.clone(),
-        detail: format!("cannot set up TLS: {e}"),
-    })?;
+    let creds = doc
+        .credentials
+        .clone()
+        .ok_or_else(|| Error::MalformedSecret {
+            secret_id: arn.to_owned(),
+            stage: if which == "pending" {
+                "AWSPENDING"
+            } else {
+                "AWSCURRENT"
+            },
+            source: crate::secret::SecretError::Missing {
+                field: "username",
+                hint: "there are no credentials to test",
+            },
+        })?;
+    let tls = target
+        .tls_parameters()
+        .map_err(|e| Error::SmtpUnreachable {
+            endpoint: endpoint.clone(),
+            detail: format!("cannot set up TLS: {e}"),
+        })?;
 
     let start = Instant::now();
     let mut end = start + ctx.config.smtp_test_timeout;
@@ -132,7 +145,10 @@ async fn login(ctx: &StepContext<'_>, doc: &SecretDocument, which: &'static str)
                 warn!(step = "testSecret", secret_id = %arn, endpoint = %endpoint, attempt = attempts,
                       error = %text, "cannot talk to the SMTP endpoint");
                 if unreachable >= UNREACHABLE_ATTEMPTS {
-                    return Err(Error::SmtpUnreachable { endpoint, detail: text });
+                    return Err(Error::SmtpUnreachable {
+                        endpoint,
+                        detail: text,
+                    });
                 }
                 last = text;
             }

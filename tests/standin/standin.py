@@ -310,9 +310,17 @@ def patch_moto() -> None:
     def key_init(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         orig_key_init(self, *args, **kwargs)
         self.standin_created = time.time()
+        # Every secret ever minted, for the tests' leak scans (GET /secrets-seen).
+        SECRETS_SEEN.append({"access_key_id": self.access_key_id,
+                             "secret_access_key": self.secret_access_key})
         self.create_date = self.create_date.replace(microsecond=0)
 
     iam_models.AccessKey.__init__ = key_init
+
+
+# Test-only record of every secret access key moto minted (deleted keys included), so that
+# tests can scan the rotator's output for each of them.
+SECRETS_SEEN: list[dict[str, str]] = []
 
 
 def key_created(key) -> float:  # type: ignore[no-untyped-def]
@@ -1256,6 +1264,7 @@ class AdminHandler(QuietHandler):
     GET  /smtp/config, POST /smtp/config {knobs...} (partial update) -> the whole config
     GET  /smtp/logins, GET /smtp/messages, POST /smtp/clear
     GET  /faults, POST /faults {"service", "action", "mode", "count"?=1, ...}, DELETE /faults
+    GET  /secrets-seen    -> every secret access key minted [{"access_key_id","secret_access_key"}] (test-only)
     GET  /requests        -> the AWS requests seen by moto [{"time","service","action","status","fault"?}]
     GET  /invocations     -> the Runtime API invocations, GET /runtime/init_errors
     POST /reset           -> moto reset + knobs, faults and records cleared
@@ -1326,6 +1335,8 @@ class AdminHandler(QuietHandler):
             elif route == ("DELETE", "/faults"):
                 st.faults.clear()
                 out = {"ok": True}
+            elif route == ("GET", "/secrets-seen"):
+                out = list(SECRETS_SEEN)
             elif route == ("GET", "/requests"):
                 out = list(st.faults.requests)
             elif route == ("GET", "/invocations"):

@@ -1,0 +1,133 @@
+//! The command-line face, through the real binary.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+fn run(args: &[&str], stdin: &str) -> (i32, String, String) {
+    let mut child = Command::new(common::binary())
+        .args(args)
+        .env_remove("AWS_LAMBDA_RUNTIME_API")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("binary");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+const SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+
+#[test]
+fn smtp_password_prints_the_published_answer() {
+    for input in [
+        SECRET.to_owned(),
+        format!("{SECRET}\n"),
+        format!("{SECRET}\r\n"),
+    ] {
+        let (code, out, err) = run(&["smtp-password", "--region", "us-east-2"], &input);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(out, "BMPPgbAHoFVbze1Ud0oA5uNdXRwUXUZ+qOwphGJbl/cS\n");
+    }
+}
+
+#[test]
+fn smtp_password_refuses_bad_input_with_nothing_on_stdout() {
+    for (args, input, needle) in [
+        (
+            vec!["smtp-password", "--region", "US-EAST-2"],
+            SECRET.to_owned(),
+            "region",
+        ),
+        (
+            vec!["smtp-password", "--region", "us-east-2"],
+            String::new(),
+            "no secret access key",
+        ),
+        (
+            vec!["smtp-password", "--region", "us-east-2"],
+            format!(" {SECRET}"),
+            "white space",
+        ),
+        (
+            vec!["smtp-password", "--region", "us-east-2"],
+            format!("{SECRET}\n{SECRET}\n"),
+            "one line",
+        ),
+        (
+            vec!["smtp-password", "--region", "us-east-2"],
+            "sécret".to_owned(),
+            "non-ASCII",
+        ),
+        (vec!["smtp-password"], SECRET.to_owned(), "--region"),
+    ] {
+        let (code, out, err) = run(&args, &input);
+        assert_ne!(code, 0, "{args:?}");
+        assert_eq!(out, "", "{args:?}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!err.contains(SECRET), "the secret was echoed: {err}");
+    }
+}
+
+#[test]
+fn secrets_are_not_accepted_as_arguments() {
+    let (code, out, err) = run(&["smtp-password", "--region", "us-east-2", SECRET], "");
+    assert_ne!(code, 0);
+    assert_eq!(out, "");
+    assert!(err.contains("unexpected argument"), "{err}");
+}
+
+#[test]
+fn help_explains_the_commands() {
+    let (code, out, _) = run(&["--help"], "");
+    assert_eq!(code, 0);
+    for word in [
+        "smtp-password",
+        "identify-password",
+        "test-login",
+        "AWS_LAMBDA_RUNTIME_API",
+    ] {
+        assert!(out.contains(word), "{word} missing from --help:\n{out}");
+    }
+    let (code, out, _) = run(&["smtp-password", "--help"], "");
+    assert_eq!(code, 0);
+    assert!(out.contains("stdin") && out.contains("region"), "{out}");
+}
+
+#[test]
+fn identify_password_diagnoses_common_mistakes() {
+    let v4_us_east_2 = "BMPPgbAHoFVbze1Ud0oA5uNdXRwUXUZ+qOwphGJbl/cS";
+    let (code, out, _) = run(
+        &["identify-password", "--region", "us-east-2"],
+        &format!("{SECRET}\n{v4_us_east_2}\n"),
+    );
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("correct SES SMTP password (V4) for us-east-2"),
+        "{out}"
+    );
+    let (code, out, _) = run(
+        &["identify-password", "--region", "eu-west-1"],
+        &format!("{SECRET}\n{v4_us_east_2}\n"),
+    );
+    assert_eq!(code, 0);
+    assert!(out.contains("derived for us-east-2"), "{out}");
+    let (code, out, _) = run(
+        &["identify-password", "--region", "us-east-1"],
+        "some+secret+key\nAnkqhOiWEcszZZzTMCQbOY1sPGoLFgMH9zhp4eNgSjo4\n",
+    );
+    assert_eq!(code, 0);
+    assert!(out.contains("legacy V2"), "{out}");
+}

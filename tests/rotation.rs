@@ -1,0 +1,634 @@
+//! The rotation contract end to end: the real binary under the local Lambda Runtime API,
+//! driven by the Secrets-Manager-like orchestrator, with state read back from moto and the SES
+//! emulator.
+
+mod common;
+
+use common::{Env, steps};
+use serde_json::{Value, json};
+
+const OK4: [(&str, bool, &str); 4] = [
+    ("createSecret", true, ""),
+    ("setSecret", true, ""),
+    ("testSecret", true, ""),
+    ("finishSecret", true, ""),
+];
+
+fn assert_ok(result: &Value) {
+    let got = steps(result);
+    let want: Vec<(String, bool, String)> = OK4
+        .iter()
+        .map(|(s, ok, e)| ((*s).to_owned(), *ok, (*e).to_owned()))
+        .collect();
+    assert_eq!(got, want, "{result:#}");
+    assert_eq!(result["ok"], true, "{result:#}");
+}
+
+/// A user, a bootstrap secret with an extra field, and a running binary.
+fn setup(extra_env: &[(&str, &str)]) -> (Env, String) {
+    let mut env = Env::start();
+    env.create_user("ses-smtp");
+    let mut doc = env.bootstrap_doc("ses-smtp");
+    doc["team"] = json!({"owner": "mail-ops", "tags": [1, 2]});
+    let arn = env.create_secret("smtp/prod", &doc);
+    env.start_lambda(extra_env);
+    (env, arn)
+}
+
+/// After a completed rotation: at most 2 keys, every key named by some version, AWSPENDING on
+/// no version but the current one, and the current credentials log in.
+fn assert_invariants(env: &Env, arn: &str, user: &str) {
+    let keys = env.keys(user);
+    assert!(keys.len() <= 2, "{keys:?}");
+    let named = env.named_keys(arn);
+    for (k, _) in &keys {
+        assert!(
+            named.contains(k),
+            "key {k} is named by no version: {named:?}"
+        );
+    }
+    for (v, stages) in env.stages(arn) {
+        if stages.iter().any(|s| s == "AWSPENDING") {
+            assert!(
+                stages.iter().any(|s| s == "AWSCURRENT"),
+                "AWSPENDING left on {v}"
+            );
+        }
+    }
+    let current = env.doc(arn, "AWSCURRENT").expect("current");
+    let (ok, out) = env.login(&current);
+    assert!(ok, "current credentials do not log in: {out}");
+}
+
+#[test]
+fn bootstrap_creates_working_credentials_and_keeps_other_fields() {
+    let (env, arn) = setup(&[]);
+    let result = env.rotate(&arn, None);
+    assert_ok(&result);
+
+    let doc = env.doc(&arn, "AWSCURRENT").expect("current");
+    let username = doc["username"].as_str().expect("username");
+    assert!(username.starts_with("AKIA"), "{username}");
+    let password = doc["password"].as_str().expect("password");
+    assert_eq!(password.len(), 44);
+    assert!(password.starts_with('B'));
+    assert_eq!(doc["team"], json!({"owner": "mail-ops", "tags": [1, 2]}));
+    assert_eq!(doc["iam_user"], "ses-smtp");
+    assert_eq!(doc["tls"], "starttls");
+    assert_eq!(
+        env.keys("ses-smtp"),
+        vec![(username.to_owned(), "Active".to_owned())]
+    );
+    // The token became AWSCURRENT and AWSPENDING is gone.
+    assert_eq!(
+        env.version_with(&arn, "AWSCURRENT").as_deref(),
+        result["token"].as_str()
+    );
+    assert_eq!(env.version_with(&arn, "AWSPENDING"), None);
+    // testSecret really logged in at the emulator with the new key.
+    let logins = env.get("/smtp/logins");
+    assert!(
+        logins
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["username"] == username && l["code"] == 235),
+        "{logins:#}"
+    );
+    assert_invariants(&env, &arn, "ses-smtp");
+    env.assert_no_secrets_leaked(Some(&arn));
+}
+
+fn regular_rotation(action: &str) {
+    let (env, arn) = setup(&[("OLD_KEY_ACTION", action)]);
+    assert_ok(&env.rotate(&arn, None));
+    let first = env.doc(&arn, "AWSCURRENT").expect("first");
+    let k1 = first["username"].as_str().unwrap().to_owned();
+
+    assert_ok(&env.rotate(&arn, None));
+    let second = env.doc(&arn, "AWSCURRENT").expect("second");
+    let k2 = second["username"].as_str().unwrap().to_owned();
+    assert_ne!(k1, k2);
+    assert_eq!(
+        env.doc(&arn, "AWSPREVIOUS").expect("previous")["username"],
+        k1.as_str()
+    );
+    let keys = env.keys("ses-smtp");
+    let old_status = keys.iter().find(|(k, _)| *k == k1).map(|(_, s)| s.as_str());
+    match action {
+        "deactivate" => assert_eq!(old_status, Some("Inactive")),
+        "delete" => assert_eq!(old_status, None),
+        "keep" => assert_eq!(old_status, Some("Active")),
+        _ => unreachable!(),
+    }
+    assert!(
+        keys.contains(&(k2.clone(), "Active".to_owned())),
+        "{keys:?}"
+    );
+    let (old_ok, out) = env.login(&first);
+    assert_eq!(old_ok, action == "keep", "old key login: {out}");
+    assert_invariants(&env, &arn, "ses-smtp");
+
+    // A third rotation removes the first key whatever the action, and never exceeds 2 keys.
+    assert_ok(&env.rotate(&arn, None));
+    let k3 = env.doc(&arn, "AWSCURRENT").unwrap()["username"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let keys = env.keys("ses-smtp");
+    assert!(!keys.iter().any(|(k, _)| *k == k1), "{keys:?}");
+    assert!(keys.contains(&(k3, "Active".to_owned())), "{keys:?}");
+    assert_invariants(&env, &arn, "ses-smtp");
+    // The IAM calls never hit the 2-key limit.
+    let requests = env.get("/requests");
+    assert!(
+        !requests.to_string().contains("LimitExceeded"),
+        "{requests:#}"
+    );
+    env.assert_no_secrets_leaked(Some(&arn));
+}
+
+#[test]
+fn regular_rotation_deactivates_old_key() {
+    regular_rotation("deactivate");
+}
+
+#[test]
+fn regular_rotation_deletes_old_key() {
+    regular_rotation("delete");
+}
+
+#[test]
+fn regular_rotation_keeps_old_key() {
+    regular_rotation("keep");
+}
+
+#[test]
+fn every_step_twice_in_a_row_gives_the_same_end_state() {
+    let (env, arn) = setup(&[]);
+    assert_ok(&env.rotate(&arn, None));
+    let token = env.pending(&arn);
+    for step in ["createSecret", "setSecret", "testSecret", "finishSecret"] {
+        let first = env.invoke(step, &arn, &token);
+        assert_eq!(first["ok"], true, "{step}: {first:#}");
+        let keys = env.keys("ses-smtp");
+        let stages = env.stages(&arn);
+        let pending_value = env.doc(&arn, "AWSPENDING");
+        let second = env.invoke(step, &arn, &token);
+        assert_eq!(second["ok"], true, "{step} again: {second:#}");
+        assert_eq!(env.keys("ses-smtp"), keys, "{step} again changed the keys");
+        assert_eq!(env.stages(&arn), stages, "{step} again changed the stages");
+        assert_eq!(
+            env.doc(&arn, "AWSPENDING"),
+            pending_value,
+            "{step} again changed the value"
+        );
+    }
+    assert_eq!(
+        env.version_with(&arn, "AWSCURRENT").as_deref(),
+        Some(token.as_str())
+    );
+    assert_invariants(&env, &arn, "ses-smtp");
+    env.assert_no_secrets_leaked(Some(&arn));
+}
+
+/// A crash or lost response inside a step, then Secrets Manager's retry with the same token.
+fn crash_then_retry(service: &str, action: &str, mode: &str, failing_step: &str, bootstrap: bool) {
+    let (env, arn) = setup(&[]);
+    if !bootstrap {
+        assert_ok(&env.rotate(&arn, None));
+    }
+    let before = env.doc(&arn, "AWSCURRENT").expect("current");
+    // In a bootstrap the orphan key is made within the same second as the pending version:
+    // the case IAM's one-second dates make hard.
+    let token = env.pending(&arn);
+    for step in ["createSecret", "setSecret", "testSecret", "finishSecret"] {
+        if step == failing_step {
+            env.fault(service, action, mode);
+            let r = env.invoke(step, &arn, &token);
+            if (action, mode) == ("PutSecretValue", "fail_after") {
+                // The write happened; createSecret reads it back and carries on.
+                assert_eq!(r["ok"], true, "{step} should see its stored value: {r:#}");
+            } else {
+                assert_eq!(r["ok"], false, "{step} should fail under the fault: {r:#}");
+            }
+            env.delete("/faults");
+            break;
+        }
+        let r = env.invoke(step, &arn, &token);
+        assert_eq!(r["ok"], true, "{step}: {r:#}");
+    }
+    assert!(env.keys("ses-smtp").len() <= 2);
+    // Until finishSecret moved the stage, AWSCURRENT still holds the old, working value.
+    if failing_step != "finishSecret" {
+        assert_eq!(env.doc(&arn, "AWSCURRENT").as_ref(), Some(&before));
+        if !bootstrap {
+            let (ok, out) = env.login(&before);
+            assert!(ok, "AWSCURRENT broken by the failed attempt: {out}");
+        }
+    }
+    let retry = env.rotate(&arn, Some(&token));
+    assert_ok(&retry);
+    assert_eq!(
+        env.version_with(&arn, "AWSCURRENT").as_deref(),
+        Some(token.as_str())
+    );
+    assert_invariants(&env, &arn, "ses-smtp");
+    if !bootstrap {
+        // The old key was retired even when the stage move itself was the lost response.
+        let old = before["username"].as_str().unwrap();
+        let keys = env.keys("ses-smtp");
+        assert!(
+            keys.contains(&(old.to_owned(), "Inactive".to_owned())),
+            "{keys:?}"
+        );
+        assert_eq!(keys.len(), 2, "{keys:?}");
+    } else {
+        assert_eq!(env.keys("ses-smtp").len(), 1);
+    }
+    env.assert_no_secrets_leaked(Some(&arn));
+}
+
+#[test]
+fn create_key_response_lost_then_retry() {
+    crash_then_retry(
+        "iam",
+        "CreateAccessKey",
+        "fail_after",
+        "createSecret",
+        false,
+    );
+}
+
+#[test]
+fn create_key_response_lost_in_bootstrap_then_retry() {
+    crash_then_retry("iam", "CreateAccessKey", "fail_after", "createSecret", true);
+}
+
+#[test]
+fn put_secret_value_fails_then_retry() {
+    crash_then_retry(
+        "secretsmanager",
+        "PutSecretValue",
+        "fail_before",
+        "createSecret",
+        false,
+    );
+}
+
+#[test]
+fn put_secret_value_response_lost_then_retry() {
+    crash_then_retry(
+        "secretsmanager",
+        "PutSecretValue",
+        "fail_after",
+        "createSecret",
+        false,
+    );
+}
+
+#[test]
+fn set_secret_fails_then_retry() {
+    crash_then_retry("iam", "ListAccessKeys", "fail_before", "setSecret", false);
+}
+
+#[test]
+fn test_secret_fails_then_retry() {
+    crash_then_retry(
+        "secretsmanager",
+        "GetSecretValue",
+        "fail_before",
+        "testSecret",
+        false,
+    );
+}
+
+#[test]
+fn stage_move_response_lost_then_retry() {
+    crash_then_retry(
+        "secretsmanager",
+        "UpdateSecretVersionStage",
+        "fail_after",
+        "finishSecret",
+        false,
+    );
+}
+
+#[test]
+fn old_key_retirement_fails_after_stage_move_then_retry() {
+    crash_then_retry(
+        "iam",
+        "UpdateAccessKey",
+        "fail_before",
+        "finishSecret",
+        false,
+    );
+}
+
+#[test]
+fn failed_test_leaves_current_untouched_and_next_attempt_completes() {
+    let (mut env, arn) = setup(&[]);
+    assert_ok(&env.rotate(&arn, None));
+    let before = env.doc(&arn, "AWSCURRENT").unwrap();
+    let stages_before = env.stages(&arn);
+    // SES answers 535 to the new key: it is younger than the propagation delay, which is
+    // longer than the test budget. The current key is older than the delay.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    env.smtp_config(json!({"propagation_delay_seconds": 3}));
+    env.start_lambda(&[("SMTP_TEST_TIMEOUT_SECONDS", "1")]);
+    let failed = env.rotate(&arn, None);
+    assert_eq!(failed["ok"], false);
+    let st = steps(&failed);
+    assert_eq!(
+        st[2],
+        (
+            "testSecret".to_owned(),
+            false,
+            "SmtpAuthRejected".to_owned()
+        ),
+        "{failed:#}"
+    );
+    assert_eq!(st.len(), 3, "finishSecret must not run: {failed:#}");
+    let msg = failed["steps"][2]["error_message"].as_str().unwrap();
+    assert!(msg.contains("AWSCURRENT was not changed"), "{msg}");
+    assert!(msg.contains("attempts"), "{msg}");
+    assert_eq!(env.doc(&arn, "AWSCURRENT").as_ref(), Some(&before));
+    let (ok, out) = env.login(&before);
+    assert!(ok, "current credentials broken: {out}");
+    assert!(env.keys("ses-smtp").len() <= 2);
+    // The stages are unchanged but for the failed rotation's AWSPENDING version.
+    let pending = failed["token"].as_str().unwrap();
+    let stages_now: Vec<_> = env
+        .stages(&arn)
+        .into_iter()
+        .filter(|(v, _)| v != pending)
+        .collect();
+    assert_eq!(stages_now, stages_before);
+
+    // Fault cleared: Secrets Manager retries the same rotation and it completes.
+    env.smtp_config(json!({"propagation_delay_seconds": 0}));
+    assert_ok(&env.rotate(&arn, Some(pending)));
+    assert_invariants(&env, &arn, "ses-smtp");
+    env.assert_no_secrets_leaked(Some(&arn));
+}
+
+/// Invokes a bad request and checks it fails with `error_type` and changes nothing.
+fn assert_refused(
+    env: &Env,
+    arn: &str,
+    user: &str,
+    result: &Value,
+    error_type: &str,
+    needle: &str,
+    before: &(
+        Vec<(String, String)>,
+        Vec<(String, Vec<String>)>,
+        Option<Value>,
+    ),
+) {
+    assert_eq!(result["ok"], false, "{result:#}");
+    let (t, m) = match result.get("steps") {
+        Some(s) => {
+            let last = s.as_array().unwrap().last().unwrap();
+            (last["error_type"].clone(), last["error_message"].clone())
+        }
+        None => (
+            result["error_type"].clone(),
+            result["error_message"].clone(),
+        ),
+    };
+    assert_eq!(t, error_type, "{result:#}");
+    assert!(m.as_str().unwrap().contains(needle), "{m}");
+    assert_eq!(env.keys(user), before.0, "keys changed");
+    let stages: Vec<_> = env.stages(arn);
+    assert_eq!(
+        stages
+            .iter()
+            .filter(|(_, s)| s.iter().any(|x| x == "AWSCURRENT"))
+            .count(),
+        1
+    );
+    assert_eq!(env.doc(arn, "AWSCURRENT"), before.2, "AWSCURRENT changed");
+}
+
+#[test]
+fn preamble_and_input_errors_change_nothing() {
+    let (env, arn) = setup(&[]);
+    assert_ok(&env.rotate(&arn, None));
+    let token = env.pending(&arn);
+    let snapshot = || {
+        (
+            env.keys("ses-smtp"),
+            env.stages(&arn),
+            env.doc(&arn, "AWSCURRENT"),
+        )
+    };
+    let before = snapshot();
+
+    // Token that is not a version of the secret.
+    let r = env.invoke("createSecret", &arn, "00000000-0000-4000-8000-000000000000");
+    assert_refused(
+        &env,
+        &arn,
+        "ses-smtp",
+        &r,
+        "VersionNotFound",
+        "is not a version",
+        &before,
+    );
+    // Token that is a version without AWSPENDING (the previous, bootstrap version).
+    let first = env
+        .stages(&arn)
+        .into_iter()
+        .find(|(_, s)| s.iter().any(|x| x == "AWSPREVIOUS") || s.is_empty())
+        .map(|(v, _)| v);
+    if let Some(v) = first {
+        let r = env.invoke("createSecret", &arn, &v);
+        assert_refused(
+            &env,
+            &arn,
+            "ses-smtp",
+            &r,
+            "VersionNotPending",
+            "AWSPENDING",
+            &before,
+        );
+    }
+    // Unknown step, malformed events, missing secret.
+    let r = env.invoke("rotateSecret", &arn, &token);
+    assert_refused(
+        &env,
+        &arn,
+        "ses-smtp",
+        &r,
+        "UnknownStep",
+        "createSecret, setSecret, testSecret or finishSecret",
+        &before,
+    );
+    let r = env.invoke_raw(json!({"Step": "createSecret", "SecretId": arn}));
+    assert_refused(
+        &env,
+        &arn,
+        "ses-smtp",
+        &r,
+        "InvalidEvent",
+        "ClientRequestToken",
+        &before,
+    );
+    let r = env.invoke_raw(json!("hello"));
+    assert_refused(
+        &env,
+        &arn,
+        "ses-smtp",
+        &r,
+        "InvalidEvent",
+        "not a JSON object",
+        &before,
+    );
+    let r = env.invoke(
+        "createSecret",
+        "arn:aws:secretsmanager:us-east-1:123456789012:secret:nope-AbCdEf",
+        &token,
+    );
+    assert_refused(
+        &env,
+        &arn,
+        "ses-smtp",
+        &r,
+        "SecretNotFound",
+        "not found",
+        &before,
+    );
+    // Rotation disabled.
+    env.post(
+        "/secret/rotation",
+        json!({"secret_id": arn, "enabled": false}),
+    );
+    let r = env.invoke("createSecret", &arn, &token);
+    assert_refused(
+        &env,
+        &arn,
+        "ses-smtp",
+        &r,
+        "RotationNotEnabled",
+        "rotation is not enabled",
+        &before,
+    );
+    env.post(
+        "/secret/rotation",
+        json!({"secret_id": arn, "enabled": true}),
+    );
+    // And the rotation still completes afterwards with the same token.
+    assert_ok(&env.rotate(&arn, Some(&token)));
+    assert_invariants(&env, &arn, "ses-smtp");
+    env.assert_no_secrets_leaked(Some(&arn));
+}
+
+#[test]
+fn bad_secrets_are_refused_and_change_nothing() {
+    let mut env = Env::start();
+    env.create_user("ses-smtp");
+    env.create_user("someone-else");
+    env.start_lambda(&[]);
+    let other_key = env
+        .block_on(env.iam.create_access_key().user_name("someone-else").send())
+        .unwrap();
+    let other_id = other_key.access_key().unwrap().access_key_id().to_owned();
+
+    // The current key belongs to another IAM user.
+    let mut doc = env.bootstrap_doc("ses-smtp");
+    doc["username"] = other_id.clone().into();
+    doc["password"] = "BMPPgbAHoFVbze1Ud0oA5uNdXRwUXUZ+qOwphGJbl/cS".into();
+    let arn = env.create_secret("wrong-user", &doc);
+    let before = (
+        env.keys("ses-smtp"),
+        env.stages(&arn),
+        env.doc(&arn, "AWSCURRENT"),
+    );
+    let r = env.rotate(&arn, None);
+    assert_refused(
+        &env,
+        &arn,
+        "ses-smtp",
+        &r,
+        "KeyBelongsToOtherUser",
+        "someone-else",
+        &before,
+    );
+    assert_eq!(env.keys("someone-else").len(), 1);
+
+    // Temporary credentials.
+    let mut doc = env.bootstrap_doc("ses-smtp");
+    doc["username"] = "ASIAIOSFODNN7EXAMPLE".into();
+    doc["password"] = "whatever".into();
+    let arn = env.create_secret("temporary", &doc);
+    let before = (
+        env.keys("ses-smtp"),
+        env.stages(&arn),
+        env.doc(&arn, "AWSCURRENT"),
+    );
+    let r = env.rotate(&arn, None);
+    assert_refused(
+        &env,
+        &arn,
+        "ses-smtp",
+        &r,
+        "MalformedSecret",
+        "IAM role",
+        &before,
+    );
+
+    // Malformed document: the error names the field and does not echo the value.
+    let arn = env.create_secret(
+        "malformed",
+        &json!({"iam_user": "ses-smtp", "host": "localhost", "port": "SeCrEt-Value"}),
+    );
+    let before = (
+        env.keys("ses-smtp"),
+        env.stages(&arn),
+        env.doc(&arn, "AWSCURRENT"),
+    );
+    let r = env.rotate(&arn, None);
+    assert_refused(
+        &env,
+        &arn,
+        "ses-smtp",
+        &r,
+        "MalformedSecret",
+        "\"port\"",
+        &before,
+    );
+    assert!(!r.to_string().contains("SeCrEt-Value"));
+
+    // Bootstrap while the user already has a key someone made: refuse, name it, delete nothing.
+    env.create_user("adopt-me");
+    let existing = env
+        .block_on(env.iam.create_access_key().user_name("adopt-me").send())
+        .unwrap();
+    let existing_id = existing.access_key().unwrap().access_key_id().to_owned();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let arn = env.create_secret("bootstrap-existing", &env.bootstrap_doc("adopt-me"));
+    let before = (
+        env.keys("adopt-me"),
+        env.stages(&arn),
+        env.doc(&arn, "AWSCURRENT"),
+    );
+    let r = env.rotate(&arn, None);
+    assert_refused(
+        &env,
+        &arn,
+        "adopt-me",
+        &r,
+        "UnadoptedAccessKey",
+        &existing_id,
+        &before,
+    );
+    assert!(r.to_string().contains("Adopt it"), "{r:#}");
+
+    // Missing IAM user.
+    let arn = env.create_secret("no-user", &env.bootstrap_doc("ghost"));
+    let r = env.rotate(&arn, None);
+    assert_eq!(steps(&r)[0].2, "NoSuchUser", "{r:#}");
+    env.stop_lambda();
+    env.assert_no_secrets_leaked(None);
+}
