@@ -372,6 +372,13 @@ fn failed_test_leaves_current_untouched_and_next_attempt_completes() {
     env.assert_no_secrets_leaked(Some(&arn));
 }
 
+/// Keys, stages and the AWSCURRENT document: what a refused request must not change.
+type Snapshot = (
+    Vec<(String, String)>,
+    Vec<(String, Vec<String>)>,
+    Option<Value>,
+);
+
 /// Invokes a bad request and checks it fails with `error_type` and changes nothing.
 fn assert_refused(
     env: &Env,
@@ -380,11 +387,7 @@ fn assert_refused(
     result: &Value,
     error_type: &str,
     needle: &str,
-    before: &(
-        Vec<(String, String)>,
-        Vec<(String, Vec<String>)>,
-        Option<Value>,
-    ),
+    before: &Snapshot,
 ) {
     assert_eq!(result["ok"], false, "{result:#}");
     let (t, m) = match result.get("steps") {
