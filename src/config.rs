@@ -76,6 +76,21 @@ fn looks_like_address(a: &str) -> bool {
     a.parse::<lettre::Address>().is_ok()
 }
 
+/// `SSL_CERT_FILE` replaces the system roots for every TLS connection (SMTP and the AWS
+/// SDK's HTTPS client, which panics on a file without certificates): check it up front.
+fn check_ca_file(path: &str) -> Result<(), Error> {
+    match std::fs::read_to_string(path) {
+        Ok(pem) if pem.contains("-----BEGIN CERTIFICATE-----") => Ok(()),
+        Ok(_) => Err(Error::Config(
+            "SSL_CERT_FILE names a file with no PEM certificate; point it at a CA bundle or unset it"
+                .into(),
+        )),
+        Err(e) => Err(Error::Config(format!(
+            "SSL_CERT_FILE cannot be read ({e}); point it at a CA bundle or unset it"
+        ))),
+    }
+}
+
 impl Config {
     /// Reads the configuration from the process environment.
     ///
@@ -110,6 +125,9 @@ impl Config {
         }
         if let Some(v) = get("SMTP_CONNECT_TIMEOUT_SECONDS") {
             c.smtp_connect_timeout = seconds("SMTP_CONNECT_TIMEOUT_SECONDS", &v, 300)?;
+        }
+        if let Some(path) = get("SSL_CERT_FILE") {
+            check_ca_file(&path)?;
         }
         c.test_send = match (get("TEST_SEND_FROM"), get("TEST_SEND_TO")) {
             (None, None) => None,

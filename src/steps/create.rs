@@ -26,7 +26,7 @@ pub async fn create_secret(ctx: &StepContext<'_>) -> Result<StepOutcome, Error> 
     let token = &ctx.event.token;
     let state = match preamble(ctx).await? {
         TokenState::AlreadyCurrent(_) => {
-            info!(step = "createSecret", version = %token, "version is already AWSCURRENT; nothing to do");
+            info!("version is already AWSCURRENT; nothing to do");
             return Ok(outcome("version already AWSCURRENT; nothing to do".into()));
         }
         TokenState::Pending(state) => state,
@@ -37,7 +37,7 @@ pub async fn create_secret(ctx: &StepContext<'_>) -> Result<StepOutcome, Error> 
     if let Some(pending) = pending_document(ctx, arn).await? {
         return match pending.credentials {
             Some(c) if pending.iam_user == current.iam_user => {
-                info!(step = "createSecret", secret_id = %arn, version = %token, key_id = %c.username,
+                info!(key_id = %c.username,
                       "pending version already holds credentials; nothing to do");
                 Ok(outcome(format!(
                     "pending version already holds key {}",
@@ -55,13 +55,13 @@ pub async fn create_secret(ctx: &StepContext<'_>) -> Result<StepOutcome, Error> 
     let keys = ctx.clients.list_keys(user).await?;
     let stale = keys_to_delete(ctx, arn, &current, &keys).await?;
     for key in &stale {
-        info!(step = "createSecret", secret_id = %arn, version = %token, iam_user = %user, key_id = %key,
+        info!(iam_user = %user, key_id = %key,
               "deleting access key named by no version (left by an earlier rotation)");
         ctx.clients.delete_key(user, key).await?;
     }
 
     let (key_id, secret) = ctx.clients.create_key(user).await?;
-    info!(step = "createSecret", secret_id = %arn, version = %token, iam_user = %user, key_id = %key_id,
+    info!(iam_user = %user, key_id = %key_id,
           "created access key");
     let password = derive_smtp_password(&secret, &current.region);
     drop(secret);
@@ -84,16 +84,16 @@ pub async fn create_secret(ctx: &StepContext<'_>) -> Result<StepOutcome, Error> 
         // anything, or the stored credentials would name a deleted key.
         match ctx.clients.get_value(arn, Some(token), AWSPENDING).await {
             Ok(Some(stored)) if stored == secret_string => {
-                warn!(step = "createSecret", secret_id = %arn, version = %token, key_id = %key_id,
+                warn!(key_id = %key_id,
                       "PutSecretValue reported an error but the value was stored");
             }
             Ok(_) => {
                 // Not stored: the key is useless without its password. Remove it now rather
                 // than leave it to the next attempt (which would delete it anyway).
-                warn!(step = "createSecret", secret_id = %arn, version = %token, key_id = %key_id,
+                warn!(key_id = %key_id,
                       "storing the pending version failed; deleting the new key");
                 if let Err(cleanup) = ctx.clients.delete_key(user, &key_id).await {
-                    warn!(step = "createSecret", key_id = %key_id, error = %cleanup,
+                    warn!(key_id = %key_id, error = %cleanup,
                           "could not delete the new key; the next attempt will");
                 }
                 return Err(e);
@@ -101,7 +101,7 @@ pub async fn create_secret(ctx: &StepContext<'_>) -> Result<StepOutcome, Error> 
             Err(_) => return Err(e),
         }
     }
-    info!(step = "createSecret", secret_id = %arn, version = %token, key_id = %key_id,
+    info!(key_id = %key_id,
           stage = AWSPENDING, "stored pending credentials");
     Ok(outcome(format!(
         "created key {key_id} and stored it as AWSPENDING"

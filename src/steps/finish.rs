@@ -21,7 +21,7 @@ use crate::secret::{SecretDocument, SecretError};
 /// Secrets Manager / IAM failures.
 pub async fn finish_secret(ctx: &StepContext<'_>) -> Result<StepOutcome, Error> {
     let token = &ctx.event.token;
-    let (arn, new_doc, old_doc) = match preamble(ctx).await? {
+    let (new_doc, old_doc) = match preamble(ctx).await? {
         TokenState::AlreadyCurrent(state) => {
             // Re-run after the move: the old key is the one AWSPREVIOUS names.
             let arn = state.arn.clone();
@@ -30,9 +30,8 @@ pub async fn finish_secret(ctx: &StepContext<'_>) -> Result<StepOutcome, Error> 
                 Some(prev) if prev != token.as_str() => previous_document(ctx, &arn, prev).await,
                 _ => None,
             };
-            info!(step = "finishSecret", secret_id = %arn, version = %token,
-                  "version is already AWSCURRENT; completing the old key's retirement");
-            (arn, new_doc, old_doc)
+            info!("version is already AWSCURRENT; completing the old key's retirement");
+            (new_doc, old_doc)
         }
         TokenState::Pending(state) => {
             let arn = state.arn.clone();
@@ -52,13 +51,18 @@ pub async fn finish_secret(ctx: &StepContext<'_>) -> Result<StepOutcome, Error> 
             ctx.clients
                 .move_current(&arn, token, from.as_deref())
                 .await?;
-            info!(step = "finishSecret", secret_id = %arn, version = %token, previous_version = ?from,
-                  key_id = ?new_doc.credentials.as_ref().map(|c| c.username.as_str()),
-                  "moved AWSCURRENT to the new version");
-            (arn, new_doc, Some(old_doc))
+            info!(
+                previous_version = from.as_deref().unwrap_or("none"),
+                new_key_id = new_doc
+                    .credentials
+                    .as_ref()
+                    .map_or("?", |c| c.username.as_str()),
+                "moved AWSCURRENT to the new version"
+            );
+            (new_doc, Some(old_doc))
         }
     };
-    let result = retire_old_key(ctx, &arn, &new_doc, old_doc.as_ref()).await?;
+    let result = retire_old_key(ctx, &new_doc, old_doc.as_ref()).await?;
     Ok(StepOutcome {
         step: "finishSecret",
         result,
@@ -82,7 +86,6 @@ async fn previous_document(
 
 async fn retire_old_key(
     ctx: &StepContext<'_>,
-    arn: &str,
     new_doc: &SecretDocument,
     old_doc: Option<&SecretDocument>,
 ) -> Result<String, Error> {
@@ -103,7 +106,7 @@ async fn retire_old_key(
         OldKeyAction::Delete => ctx.clients.delete_key(old_user, old_key).await?,
         OldKeyAction::Keep => {}
     }
-    info!(step = "finishSecret", secret_id = %arn, version = %ctx.event.token, key_id = %old_key,
+    info!(key_id = %old_key,
           action = action.as_str(), "applied OLD_KEY_ACTION to the previous key");
     Ok(format!(
         "new key {} is AWSCURRENT; previous key {old_key}: {}",

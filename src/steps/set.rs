@@ -16,10 +16,9 @@ use crate::secret::SecretError;
 /// Preamble errors; [`Error::MalformedSecret`] when the pending version has no credentials;
 /// [`Error::PendingKeyNotActive`] when the key is missing or inactive; IAM failures.
 pub async fn set_secret(ctx: &StepContext<'_>) -> Result<StepOutcome, Error> {
-    let token = &ctx.event.token;
     let state = match preamble(ctx).await? {
         TokenState::AlreadyCurrent(_) => {
-            info!(step = "setSecret", version = %token, "version is already AWSCURRENT; nothing to do");
+            info!("version is already AWSCURRENT; nothing to do");
             return Ok(outcome("version already AWSCURRENT; nothing to do".into()));
         }
         TokenState::Pending(state) => state,
@@ -39,7 +38,7 @@ pub async fn set_secret(ctx: &StepContext<'_>) -> Result<StepOutcome, Error> {
     let keys = ctx.clients.list_keys(&doc.iam_user).await?;
     match keys.iter().find(|k| k.id == creds.username) {
         Some(k) if k.active => {
-            info!(step = "setSecret", secret_id = %arn, version = %token, key_id = %creds.username,
+            info!(key_id = %creds.username,
                   "pending key is listed and Active");
             Ok(outcome(format!("key {} is Active", creds.username)))
         }

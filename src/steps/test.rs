@@ -33,10 +33,9 @@ const UNREACHABLE_ATTEMPTS: u32 = 2;
 /// Preamble errors; [`Error::SmtpAuthRejected`] (with attempts, time waited and likely causes);
 /// [`Error::SmtpUnreachable`]; [`Error::SmtpSendNotAuthorized`]; [`Error::SmtpSendFailed`].
 pub async fn test_secret(ctx: &StepContext<'_>) -> Result<StepOutcome, Error> {
-    let token = &ctx.event.token;
     let state = match preamble(ctx).await? {
         TokenState::AlreadyCurrent(_) => {
-            info!(step = "testSecret", version = %token, "version is already AWSCURRENT; nothing to do");
+            info!("version is already AWSCURRENT; nothing to do");
             return Ok(outcome("version already AWSCURRENT; nothing to do".into()));
         }
         TokenState::Pending(state) => state,
@@ -45,8 +44,9 @@ pub async fn test_secret(ctx: &StepContext<'_>) -> Result<StepOutcome, Error> {
     let (doc, which) = match pending_document(ctx, arn).await? {
         Some(doc) => (doc, "pending"),
         None => {
-            info!(step = "testSecret", secret_id = %arn, version = %token,
-                  "pending version has no value (RotateImmediately=false test): testing AWSCURRENT instead");
+            info!(
+                "pending version has no value (RotateImmediately=false test): testing AWSCURRENT instead"
+            );
             (current_document(ctx, arn).await?, "current")
         }
     };
@@ -79,7 +79,6 @@ async fn login(
     which: &'static str,
 ) -> Result<String, Error> {
     let arn = ctx.event.secret_id.as_str();
-    let token = ctx.event.token.as_str();
     let target = SmtpTarget::from_document(doc);
     let endpoint = target.endpoint();
     let creds = doc
@@ -130,19 +129,19 @@ async fn login(
         .await;
         match result {
             LoginOutcome::Accepted => {
-                info!(step = "testSecret", secret_id = %arn, version = %token, key_id = %creds.username,
+                info!(key_id = %creds.username,
                       endpoint = %endpoint, attempts, waited_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
                       sent_test_message = ctx.config.test_send.is_some(), "SES accepted the {which} credentials");
                 return Ok(creds.username);
             }
             LoginOutcome::Rejected(text) | LoginOutcome::Temporary(text) => {
-                warn!(step = "testSecret", secret_id = %arn, version = %token, key_id = %creds.username,
+                warn!(key_id = %creds.username,
                       endpoint = %endpoint, attempt = attempts, reply = %text, "SES did not accept the login yet; retrying");
                 last = text;
             }
             LoginOutcome::Unreachable(text) => {
                 unreachable += 1;
-                warn!(step = "testSecret", secret_id = %arn, endpoint = %endpoint, attempt = attempts,
+                warn!(endpoint = %endpoint, attempt = attempts,
                       error = %text, "cannot talk to the SMTP endpoint");
                 if unreachable >= UNREACHABLE_ATTEMPTS {
                     return Err(Error::SmtpUnreachable {
