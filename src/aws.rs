@@ -307,7 +307,8 @@ impl Clients {
     }
 
     /// Who owns an access key and whether it was ever used (GetAccessKeyLastUsed); `None` if
-    /// IAM does not know the key.
+    /// IAM does not know the key or will not say (a role scoped to `iam_user`, as the SAM
+    /// template makes it, gets AccessDenied for another user's key).
     ///
     /// # Errors
     /// [`Error::Iam`].
@@ -326,8 +327,9 @@ impl Clients {
                     .is_some_and(|u| u.last_used_date().is_some()),
             })),
             Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.meta().code() == Some("NoSuchEntity")) =>
+                if e.as_service_error().is_some_and(|s| {
+                    matches!(s.meta().code(), Some("NoSuchEntity" | "AccessDenied"))
+                }) =>
             {
                 Ok(None)
             }

@@ -92,7 +92,7 @@ pub enum Error {
     },
     /// The current key is not among the user's keys at all.
     #[error(
-        "the current username {key_id} is not an access key of IAM user {iam_user} (it may have been deleted); put a working key of {iam_user} in the secret, or remove username/password to bootstrap. Nothing was changed"
+        "the current username {key_id} is not an access key of IAM user {iam_user} (it was deleted, or belongs to a user this function may not inspect); fix \"iam_user\" or put a working key of {iam_user} in the secret, or remove username/password to bootstrap. Nothing was changed"
     )]
     CurrentKeyMissing {
         /// The current key id.
