@@ -39,7 +39,7 @@ fn python() -> PathBuf {
 /// One stand-in, at most one running Lambda binary, and SDK clients pointed at moto.
 pub struct Env {
     standin: Child,
-    _standin_stdin: ChildStdin,
+    standin_stdin: Option<ChildStdin>,
     pub info: Value,
     pub dir: PathBuf,
     rt: tokio::runtime::Runtime,
@@ -53,6 +53,16 @@ pub struct Env {
 impl Drop for Env {
     fn drop(&mut self) {
         self.stop_lambda();
+        // Closing its stdin lets the stand-in exit cleanly (removing its certificates); kill
+        // it only if it does not.
+        drop(self.standin_stdin.take());
+        let end = std::time::Instant::now() + Duration::from_secs(5);
+        while std::time::Instant::now() < end {
+            if let Ok(Some(_)) = self.standin.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.standin.kill();
         let _ = self.standin.wait();
         if !std::thread::panicking() {
@@ -108,7 +118,7 @@ impl Env {
             .new_agent();
         Self {
             standin,
-            _standin_stdin: stdin,
+            standin_stdin: Some(stdin),
             info,
             dir,
             iam: aws_sdk_iam::Client::new(&conf),

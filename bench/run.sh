@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# `make bench`: print speed, size and memory figures of the release binary (see bench/README.md).
+# Figures only, never pass/fail thresholds; exits non-zero only if something does not work.
+# Needs the release binary and the stand-in venv: `make bench` builds both first.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+bin="${SES_SMTP_ROTATOR_BIN:-$root/target/release/ses-smtp-rotator}"
+py="${STANDIN_PYTHON:-$root/.venv/bin/python}"
+
+if [[ ! -x "$bin" ]]; then
+  echo "bench: no release binary at $bin; run 'make bench' (or 'cargo build --release --locked')" >&2
+  exit 1
+fi
+if [[ ! -x "$py" ]]; then
+  echo "bench: no stand-in venv at $py; run 'make bench' (or 'make venv')" >&2
+  exit 1
+fi
+
+echo "ses-smtp-rotator bench — $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, $(uname -sm)," \
+     "commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || echo '+changes')"
+exec "$py" "$root/bench/bench.py" --bin "$bin" "$@"
