@@ -6,8 +6,10 @@
 //! cheaply into each invocation.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_iam::types::StatusType;
 use aws_smithy_types::DateTime;
@@ -23,6 +25,11 @@ pub const AWSPENDING: &str = "AWSPENDING";
 /// Stage names.
 pub const AWSPREVIOUS: &str = "AWSPREVIOUS";
 
+/// User tag that createSecret writes just before CreateAccessKey: `<token> <epoch seconds>`.
+/// It lets a retried bootstrap recognise the key a failed attempt made (whose id it never
+/// learned) without ever mistaking someone else's key for it.
+pub const CREATING_TAG: &str = "ses-smtp-rotator:creating-key";
+
 /// The two clients the steps use.
 #[derive(Debug, Clone)]
 pub struct Clients {
@@ -34,8 +41,19 @@ pub struct Clients {
 
 impl Clients {
     /// Loads the SDK configuration (the expensive part) once and builds both clients.
+    ///
+    /// Every call is bounded (a hung call would otherwise run until Lambda kills the function
+    /// without a word): 5 s to connect, 10 s per attempt, 30 s per operation with retries.
     pub async fn from_env() -> Self {
-        let conf = aws_config::load_defaults(BehaviorVersion::latest()).await;
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .operation_attempt_timeout(Duration::from_secs(10))
+            .operation_timeout(Duration::from_secs(30))
+            .build();
+        let conf = aws_config::defaults(BehaviorVersion::latest())
+            .timeout_config(timeouts)
+            .load()
+            .await;
         Self::from_conf(&conf)
     }
 
@@ -198,40 +216,6 @@ impl Clients {
         Ok(())
     }
 
-    /// The creation time of a version (ListSecretVersionIds, deprecated versions included).
-    ///
-    /// # Errors
-    /// [`Error::SecretsManager`].
-    pub async fn version_created(
-        &self,
-        secret_id: &str,
-        version_id: &str,
-    ) -> Result<Option<DateTime>, Error> {
-        let mut next: Option<String> = None;
-        loop {
-            let out = self
-                .secrets
-                .list_secret_version_ids()
-                .secret_id(secret_id)
-                .include_deprecated(true)
-                .set_next_token(next.take())
-                .send()
-                .await
-                .map_err(|e| Self::sm_err("ListSecretVersionIds", secret_id, &e))?;
-            if let Some(v) = out
-                .versions()
-                .iter()
-                .find(|v| v.version_id() == Some(version_id))
-            {
-                return Ok(v.created_date().copied());
-            }
-            match out.next_token() {
-                Some(t) => next = Some(t.to_owned()),
-                None => return Ok(None),
-            }
-        }
-    }
-
     /// Moves AWSCURRENT to `token`, removing it from `from` (Secrets Manager then labels
     /// `from` AWSPREVIOUS).
     ///
@@ -335,6 +319,70 @@ impl Clients {
             }
             Err(e) => Err(Self::iam_err("GetAccessKeyLastUsed", user, &e)),
         }
+    }
+
+    /// The user's "creating a key" marker: (token, epoch seconds), if set and well-formed.
+    ///
+    /// # Errors
+    /// [`Error::Iam`].
+    pub async fn creating_marker(&self, user: &str) -> Result<Option<(String, i64)>, Error> {
+        let mut marker: Option<String> = None;
+        loop {
+            let out = self
+                .iam
+                .list_user_tags()
+                .user_name(user)
+                .set_marker(marker.take())
+                .send()
+                .await
+                .map_err(|e| Self::iam_err("ListUserTags", user, &e))?;
+            if let Some(tag) = out.tags().iter().find(|t| t.key() == CREATING_TAG) {
+                let mut parts = tag.value().split_whitespace();
+                return Ok(match (parts.next(), parts.next().map(str::parse::<i64>)) {
+                    (Some(token), Some(Ok(at))) => Some((token.to_owned(), at)),
+                    _ => None,
+                });
+            }
+            match (out.is_truncated(), out.marker()) {
+                (true, Some(m)) => marker = Some(m.to_owned()),
+                _ => return Ok(None),
+            }
+        }
+    }
+
+    /// Writes the "creating a key" marker for `token` at `at` (epoch seconds).
+    ///
+    /// # Errors
+    /// [`Error::Iam`].
+    pub async fn set_creating_marker(&self, user: &str, token: &str, at: i64) -> Result<(), Error> {
+        let tag = aws_sdk_iam::types::Tag::builder()
+            .key(CREATING_TAG)
+            .value(format!("{token} {at}"))
+            .build()
+            .map_err(|e| Self::iam_err("TagUser", user, &e))?;
+        self.iam
+            .tag_user()
+            .user_name(user)
+            .tags(tag)
+            .send()
+            .await
+            .map_err(|e| Self::iam_err("TagUser", user, &e))?;
+        Ok(())
+    }
+
+    /// Removes the marker (best effort is fine: a stale marker names another token).
+    ///
+    /// # Errors
+    /// [`Error::Iam`].
+    pub async fn clear_creating_marker(&self, user: &str) -> Result<(), Error> {
+        self.iam
+            .untag_user()
+            .user_name(user)
+            .tag_keys(CREATING_TAG)
+            .send()
+            .await
+            .map_err(|e| Self::iam_err("UntagUser", user, &e))?;
+        Ok(())
     }
 
     /// CreateAccessKey with the SDK's automatic retries OFF for this call: a retry after a lost

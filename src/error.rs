@@ -70,7 +70,7 @@ pub enum Error {
     },
     /// The pending version holds a document for a different user/endpoint than the current.
     #[error(
-        "the AWSPENDING value of secret {secret_id} (version {token}) was written for a different IAM user than AWSCURRENT names; start a new rotation"
+        "the AWSPENDING value of secret {secret_id} (version {token}) has no credentials or names a different IAM user than AWSCURRENT; a version's value cannot be replaced, so cancel this rotation (aws secretsmanager cancel-rotate-secret) and start a new one"
     )]
     PendingMismatch {
         /// The secret.
@@ -102,7 +102,7 @@ pub enum Error {
     },
     /// Bootstrap found a key that existed before this rotation began.
     #[error(
-        "IAM user {iam_user} already has access key {key_id} created before this rotation began, and the secret has no username/password. Adopt it (put it in the secret as username and its SMTP password as password) or delete it, then rotate again. Nothing was changed"
+        "IAM user {iam_user} already has access key {key_id}, which this rotation did not create, and the secret has no username/password. Adopt it (put it in the secret as username and its SMTP password as password) or delete it, then rotate again. Nothing was changed"
     )]
     ForeignKey {
         /// The user.
@@ -132,7 +132,7 @@ pub enum Error {
     },
     /// SES kept answering 535 (or 454) to the pending credentials.
     #[error(
-        "SES at {endpoint} rejected the {which} credentials for {key_id} ({last}) on all {attempts} attempts over {waited_secs}s. Likely causes: the new key has not propagated yet (raise SMTP_TEST_TIMEOUT_SECONDS), the password was derived for another region than the endpoint's ({region}), the account or region is not enabled for SES, or the key is inactive. A missing ses:SendRawEmail permission is NOT a cause of 535. AWSCURRENT was not changed"
+        "SES at {endpoint} rejected the {which} credentials for {key_id} (last reply: {last}) after {attempts} attempts over {waited_secs}s. Likely causes: the new key has not propagated yet (raise SMTP_TEST_TIMEOUT_SECONDS), the password was derived for another region than the endpoint's ({region}), the account or region is not enabled for SES, or the key is inactive. A missing ses:SendRawEmail permission is NOT a cause of 535. AWSCURRENT was not changed"
     )]
     SmtpAuthRejected {
         /// host:port.
@@ -149,6 +149,18 @@ pub enum Error {
         attempts: u32,
         /// How long it kept trying.
         waited_secs: u64,
+    },
+    /// SES refused AUTH with something other than 535 (retrying would not help).
+    #[error(
+        "SES at {endpoint} refused AUTH for {key_id}: {reply}. This is not a credentials rejection (535): check that the endpoint is an SES SMTP endpoint, and the account's SES status in that region (sending paused?). AWSCURRENT was not changed"
+    )]
+    SmtpAuthRefused {
+        /// host:port.
+        endpoint: String,
+        /// The key id.
+        key_id: String,
+        /// The SMTP reply.
+        reply: String,
     },
     /// The SMTP endpoint could not be reached or TLS failed.
     #[error(
@@ -226,6 +238,7 @@ impl Error {
             Self::NoSuchUser { .. } => "NoSuchUser",
             Self::PendingKeyNotActive { .. } => "PendingKeyNotActive",
             Self::SmtpAuthRejected { .. } => "SmtpAuthRejected",
+            Self::SmtpAuthRefused { .. } => "SmtpAuthRefused",
             Self::SmtpUnreachable { .. } => "SmtpUnreachable",
             Self::SmtpSendNotAuthorized { .. } => "SmtpSendNotAuthorized",
             Self::SmtpSendFailed { .. } => "SmtpSendFailed",

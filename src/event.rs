@@ -42,7 +42,7 @@ impl fmt::Display for Step {
 }
 
 /// A validated rotation event.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct RotationEvent {
     /// Which step.
     pub step: Step,
@@ -53,6 +53,20 @@ pub struct RotationEvent {
     /// Secrets Manager's `RotationToken`, passed on to `PutSecretValue`. Not a secret value,
     /// but it is an authorisation token for this rotation, so it is never logged.
     pub rotation_token: Option<String>,
+}
+
+impl fmt::Debug for RotationEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RotationEvent")
+            .field("step", &self.step)
+            .field("secret_id", &self.secret_id)
+            .field("token", &self.token)
+            .field(
+                "rotation_token",
+                &self.rotation_token.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
 }
 
 fn field<'a>(obj: &'a serde_json::Map<String, Value>, name: &str) -> Result<&'a str, Error> {
@@ -145,6 +159,14 @@ mod tests {
             assert_eq!(e.step, step, "{path}");
             assert!(e.rotation_token.is_some(), "{path}");
         }
+    }
+
+    #[test]
+    fn debug_hides_the_rotation_token() {
+        let e = RotationEvent::parse(&json!({"Step": "setSecret", "SecretId": "s", "ClientRequestToken": "t", "RotationToken": "very-private-token"})).unwrap();
+        let shown = format!("{e:?}");
+        assert!(!shown.contains("very-private-token"), "{shown}");
+        assert!(shown.contains("redacted"), "{shown}");
     }
 
     #[test]

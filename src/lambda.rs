@@ -75,7 +75,7 @@ fn deadline_instant(deadline_ms: u64) -> Option<Instant> {
         .ok()?
         .as_millis();
     let left = u128::from(deadline_ms).saturating_sub(now_ms);
-    Some(Instant::now() + Duration::from_millis(u64::try_from(left).unwrap_or(u64::MAX)))
+    Instant::now().checked_add(Duration::from_millis(u64::try_from(left).ok()?))
 }
 
 /// Handles one invocation: parse the event, run its step, log the outcome.
@@ -120,11 +120,39 @@ pub async fn handle(
     .await
 }
 
+/// Per-crate ceilings applied on top of any `RUST_LOG`.
+const QUIET_CRATES: &[&str] = &[
+    "aws_smithy_runtime=info",
+    "aws_smithy_runtime_api=info",
+    "aws_smithy_http_client=info",
+    "aws_smithy_types=info",
+    "aws_sdk_secretsmanager=info",
+    "aws_sdk_iam=info",
+    "aws_config=info",
+    "aws_runtime=info",
+    "aws_sigv4=info",
+    "hyper=info",
+    "hyper_util=info",
+    "h2=info",
+    "rustls=info",
+    "lambda_runtime=info",
+    "lambda_runtime_api_client=info",
+    "lettre=info",
+];
+
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("RUST_LOG")
+    let mut filter = EnvFilter::try_from_env("RUST_LOG")
         .or_else(|_| EnvFilter::try_from_env("AWS_LAMBDA_LOG_LEVEL"))
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    // Whatever level is asked for, these crates never log below these levels: at debug/trace
+    // the AWS SDK prints request bodies (PutSecretValue carries the password and the
+    // RotationToken) and lambda_runtime prints the raw event.
+    for directive in QUIET_CRATES {
+        if let Ok(d) = directive.parse() {
+            filter = filter.add_directive(d);
+        }
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)

@@ -36,8 +36,10 @@ pub struct SmtpTarget {
 pub enum LoginOutcome {
     /// 235: the credentials work (and the test message, if any, was accepted).
     Accepted,
-    /// 5xx on AUTH (535 Authentication Credentials Invalid).
+    /// 535 Authentication Credentials Invalid: worth retrying on a brand-new key.
     Rejected(String),
+    /// Any other refusal of AUTH (another 5xx, no common mechanism): retrying will not help.
+    Refused(String),
     /// 4xx on AUTH (454 Temporary authentication failure), or the server went away mid-way.
     Temporary(String),
     /// No SMTP conversation possible: refused, DNS, timeout, TLS.
@@ -55,6 +57,7 @@ impl LoginOutcome {
         match self {
             Self::Accepted => "accepted",
             Self::Rejected(_) => "rejected",
+            Self::Refused(_) => "refused",
             Self::Temporary(_) => "temporary failure",
             Self::Unreachable(_) => "unreachable",
             Self::SendNotAuthorized(_) => "send not authorized",
@@ -68,6 +71,7 @@ impl fmt::Display for LoginOutcome {
         match self {
             Self::Accepted => f.write_str("235 Authentication successful"),
             Self::Rejected(s)
+            | Self::Refused(s)
             | Self::Temporary(s)
             | Self::Unreachable(s)
             | Self::SendNotAuthorized(s)
@@ -144,8 +148,12 @@ fn describe(e: &lettre::transport::smtp::Error) -> String {
 fn classify_login_error(e: &lettre::transport::smtp::Error) -> LoginOutcome {
     let text = describe(e);
     match e.status().map(u16::from) {
-        Some(code) if (500..600).contains(&code) => LoginOutcome::Rejected(text),
+        Some(535) => LoginOutcome::Rejected(text),
+        Some(code) if (500..600).contains(&code) => LoginOutcome::Refused(text),
         Some(_) => LoginOutcome::Temporary(text),
+        None if e.is_client() => LoginOutcome::Refused(format!(
+            "the server offers no AUTH mechanism this client speaks (PLAIN, LOGIN): {text}"
+        )),
         None if e.is_tls() => LoginOutcome::Unreachable(format!("TLS failed: {text}")),
         None if e.is_timeout() => LoginOutcome::Unreachable(format!("timed out: {text}")),
         None => LoginOutcome::Unreachable(text),
@@ -173,16 +181,19 @@ pub async fn try_login(
     }
 }
 
-/// A login followed by a real message, when configured. The message names the key id and
-/// nothing secret.
+/// A login followed by a real message, when configured. Each exchange is bounded by
+/// `per_exchange` and neither runs past `until`. The message names the key id and nothing
+/// secret.
 pub async fn try_login_and_send(
     target: &SmtpTarget,
     tls: &TlsParameters,
     creds: &SmtpCredentials,
-    timeout: Duration,
+    per_exchange: Duration,
+    until: std::time::Instant,
     send: Option<&TestSend>,
 ) -> LoginOutcome {
-    let login = try_login(target, tls, creds, timeout).await;
+    let bound = || per_exchange.min(until.saturating_duration_since(std::time::Instant::now()));
+    let login = try_login(target, tls, creds, bound()).await;
     let Some(send) = send else {
         return login;
     };
@@ -193,11 +204,12 @@ pub async fn try_login_and_send(
         Ok(m) => m,
         Err(e) => return LoginOutcome::SendFailed(format!("cannot build the test message: {e}")),
     };
+    let timeout = bound();
     let transport = target.transport(tls, creds, timeout);
-    match tokio::time::timeout(timeout * 2, transport.send(message)).await {
+    match tokio::time::timeout(timeout, transport.send(message)).await {
         Err(_) => LoginOutcome::SendFailed(format!(
             "no answer to the test message within {}s",
-            (timeout * 2).as_secs()
+            timeout.as_secs()
         )),
         Ok(Ok(_)) => LoginOutcome::Accepted,
         Ok(Err(e)) => {

@@ -635,3 +635,50 @@ fn bad_secrets_are_refused_and_change_nothing() {
     env.stop_lambda();
     env.assert_no_secrets_leaked(None);
 }
+
+#[test]
+fn a_key_made_by_someone_during_a_bootstrap_is_never_taken_for_an_orphan() {
+    // The rotation began (pending version exists), then an operator made a key for the user,
+    // e.g. to adopt it: it is newer than the rotation and unused, yet not ours to delete.
+    let (env, arn) = setup(&[]);
+    let token = env.pending(&arn);
+    let made = env
+        .block_on(env.iam.create_access_key().user_name("ses-smtp").send())
+        .unwrap();
+    let key = made.access_key().unwrap().access_key_id().to_owned();
+    let before = (
+        env.keys("ses-smtp"),
+        env.stages(&arn),
+        env.doc(&arn, "AWSCURRENT"),
+    );
+    let r = env.invoke("createSecret", &arn, &token);
+    assert_refused(
+        &env,
+        &arn,
+        "ses-smtp",
+        &r,
+        "UnadoptedAccessKey",
+        &key,
+        &before,
+    );
+}
+
+#[test]
+fn nothing_secret_is_logged_even_at_trace_level() {
+    let (env, arn) = setup(&[("RUST_LOG", "trace")]);
+    assert_ok(&env.rotate(&arn, None));
+    assert_ok(&env.rotate(&arn, None));
+    // The filter really was at trace for our own crate.
+    assert!(env.lambda_output().contains("TRACE") || env.lambda_output().contains("DEBUG"));
+    env.assert_no_secrets_leaked(Some(&arn));
+}
+
+#[test]
+fn marker_tag_is_removed_after_a_bootstrap() {
+    let (env, arn) = setup(&[]);
+    assert_ok(&env.rotate(&arn, None));
+    let tags = env
+        .block_on(env.iam.list_user_tags().user_name("ses-smtp").send())
+        .unwrap();
+    assert!(tags.tags().is_empty(), "{:?}", tags.tags());
+}

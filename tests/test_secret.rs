@@ -322,3 +322,18 @@ fn invalid_configuration_fails_at_start_clearly() {
         "{out}"
     );
 }
+
+#[test]
+fn rotate_immediately_false_on_a_bootstrap_secret_has_nothing_to_test() {
+    let (env, arn) = setup(&[], false);
+    let r = env.post(
+        "/rotate",
+        json!({"secret_id": arn, "rotate_immediately": false}),
+    );
+    assert_eq!(r["ok"], true, "{r:#}");
+    assert!(
+        test_step(&r)["response"].to_string().contains("bootstrap"),
+        "{r:#}"
+    );
+    assert!(env.keys("ses-smtp").is_empty());
+}

@@ -12,11 +12,15 @@ use crate::secret::{SecretDocument, SmtpCredentials};
 /// the document with the new credentials as the token's AWSPENDING version.
 ///
 /// Idempotent: if the pending version already holds valid credentials it does nothing. Crash
-/// safe: keys left by a failed attempt (created after this rotation began and named by no
-/// version) are deleted before a new one is made, so the user never has more than two keys;
-/// the current key is never touched. CreateAccessKey runs without automatic retries so a lost
-/// response cannot mint a second key; a key whose PutSecretValue failed is deleted at once, and
-/// if even that fails the next attempt deletes it.
+/// safe: before a new key is made, every key that is not the current one is deleted (the
+/// previous rotation's old key, or a key a failed attempt made), so the user never has more
+/// than two keys; the current key is never touched. CreateAccessKey runs without automatic
+/// retries so a lost response cannot mint a second key.
+///
+/// A bootstrap (no current key) deletes only a key it can prove a failed attempt of this
+/// rotation made: just before CreateAccessKey it tags the user with the token and the time
+/// ([`crate::aws::CREATING_TAG`]); a never-used key created within a minute of that marker is
+/// ours. Any other key belongs to someone: the step refuses and names it.
 ///
 /// # Errors
 /// Preamble errors; [`Error::MalformedSecret`]; [`Error::NoSuchUser`]; [`Error::WrongUser`] or
@@ -53,13 +57,18 @@ pub async fn create_secret(ctx: &StepContext<'_>) -> Result<StepOutcome, Error> 
 
     let user = current.iam_user.as_str();
     let keys = ctx.clients.list_keys(user).await?;
-    let stale = keys_to_delete(ctx, arn, &current, &keys).await?;
+    let stale = keys_to_delete(ctx, &current, &keys).await?;
     for key in &stale {
         info!(iam_user = %user, key_id = %key,
               "deleting access key named by no version (left by an earlier rotation)");
         ctx.clients.delete_key(user, key).await?;
     }
 
+    if current.is_bootstrap() {
+        ctx.clients
+            .set_creating_marker(user, token, now_epoch())
+            .await?;
+    }
     let (key_id, secret) = ctx.clients.create_key(user).await?;
     info!(iam_user = %user, key_id = %key_id,
           "created access key");
@@ -80,26 +89,24 @@ pub async fn create_secret(ctx: &StepContext<'_>) -> Result<StepOutcome, Error> 
         )
         .await
     {
-        // The error may be a lost response to a write that happened: look before deleting
-        // anything, or the stored credentials would name a deleted key.
+        // The error may be a lost response to a write that happened: read it back. If it is
+        // not there (or the read lags), leave the key: deleting it could leave a stored value
+        // that names a deleted key, while the next attempt deletes an unstored key anyway.
         match ctx.clients.get_value(arn, Some(token), AWSPENDING).await {
             Ok(Some(stored)) if stored == secret_string => {
-                warn!(key_id = %key_id,
-                      "PutSecretValue reported an error but the value was stored");
+                warn!(key_id = %key_id, "PutSecretValue reported an error but the value was stored");
             }
-            Ok(_) => {
-                // Not stored: the key is useless without its password. Remove it now rather
-                // than leave it to the next attempt (which would delete it anyway).
+            _ => {
                 warn!(key_id = %key_id,
-                      "storing the pending version failed; deleting the new key");
-                if let Err(cleanup) = ctx.clients.delete_key(user, &key_id).await {
-                    warn!(key_id = %key_id, error = %cleanup,
-                          "could not delete the new key; the next attempt will");
-                }
+                      "storing the pending version failed; the next attempt deletes the unused key");
                 return Err(e);
             }
-            Err(_) => return Err(e),
         }
+    }
+    if current.is_bootstrap()
+        && let Err(e) = ctx.clients.clear_creating_marker(user).await
+    {
+        warn!(error = %e, "could not remove the creating-key marker tag (harmless)");
     }
     info!(key_id = %key_id,
           stage = AWSPENDING, "stored pending credentials");
@@ -119,7 +126,6 @@ fn outcome(result: String) -> StepOutcome {
 /// nothing) when a key is not ours to delete.
 async fn keys_to_delete(
     ctx: &StepContext<'_>,
-    arn: &str,
     current: &SecretDocument,
     keys: &[KeyInfo],
 ) -> Result<Vec<String>, Error> {
@@ -152,34 +158,52 @@ async fn keys_to_delete(
                 .collect())
         }
         None => {
-            // Bootstrap: only keys this rotation made in a failed attempt are ours to delete:
-            // created after the rotation began and never used. IAM dates have one-second
-            // resolution, so "after" is judged to the second; the never-used condition keeps a
-            // key that someone made in that same second and already uses out of reach.
-            let began = ctx
-                .clients
-                .version_created(arn, &ctx.event.token)
-                .await?
-                .map(|d| d.secs());
+            let marker = ctx.clients.creating_marker(user).await?;
             let mut orphans = Vec::new();
             for k in keys {
-                let after =
-                    matches!((k.created.map(|d| d.secs()), began), (Some(c), Some(b)) if c >= b);
-                let unused = after
-                    && ctx
-                        .clients
-                        .key_usage(&k.id, user)
-                        .await?
-                        .is_some_and(|u| !u.ever_used);
-                if !unused {
+                if is_our_orphan(ctx, user, k, marker.as_ref()).await? {
+                    orphans.push(k.id.clone());
+                } else {
                     return Err(Error::ForeignKey {
                         iam_user: user.to_owned(),
                         key_id: k.id.clone(),
                     });
                 }
-                orphans.push(k.id.clone());
             }
             Ok(orphans)
         }
     }
+}
+
+/// How long after the marker a key still counts as the one this attempt created.
+const MARKER_WINDOW_SECS: i64 = 60;
+
+fn now_epoch() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// A key a failed attempt of *this* rotation made: created within the marker's window (IAM
+/// dates have one-second resolution, hence the floor) and never used.
+async fn is_our_orphan(
+    ctx: &StepContext<'_>,
+    user: &str,
+    key: &KeyInfo,
+    marker: Option<&(String, i64)>,
+) -> Result<bool, Error> {
+    let Some((token, at)) = marker else {
+        return Ok(false);
+    };
+    let Some(created) = key.created.map(|d| d.secs()) else {
+        return Ok(false);
+    };
+    if *token != ctx.event.token || created < *at || created > at + MARKER_WINDOW_SECS {
+        return Ok(false);
+    }
+    Ok(ctx
+        .clients
+        .key_usage(&key.id, user)
+        .await?
+        .is_some_and(|u| !u.ever_used))
 }

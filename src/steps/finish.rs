@@ -27,7 +27,7 @@ pub async fn finish_secret(ctx: &StepContext<'_>) -> Result<StepOutcome, Error> 
             let arn = state.arn.clone();
             let new_doc = current_document(ctx, &arn).await?;
             let old_doc = match state.version_with(AWSPREVIOUS) {
-                Some(prev) if prev != token.as_str() => previous_document(ctx, &arn, prev).await,
+                Some(prev) if prev != token.as_str() => previous_document(ctx, &arn, prev).await?,
                 _ => None,
             };
             info!("version is already AWSCURRENT; completing the old key's retirement");
@@ -46,8 +46,12 @@ pub async fn finish_secret(ctx: &StepContext<'_>) -> Result<StepOutcome, Error> 
                         hint: "createSecret has not stored the new credentials: run the rotation from createSecret",
                     },
                 })?;
-            let old_doc = current_document(ctx, &arn).await?;
+            // Read the old current by the version id the move will name, so both agree.
             let from = state.version_with(AWSCURRENT).map(str::to_owned);
+            let old_doc = match &from {
+                Some(v) => old_current_document(ctx, &arn, v).await?,
+                None => None,
+            };
             ctx.clients
                 .move_current(&arn, token, from.as_deref())
                 .await?;
@@ -59,7 +63,7 @@ pub async fn finish_secret(ctx: &StepContext<'_>) -> Result<StepOutcome, Error> 
                     .map_or("?", |c| c.username.as_str()),
                 "moved AWSCURRENT to the new version"
             );
-            (new_doc, Some(old_doc))
+            (new_doc, old_doc)
         }
     };
     let result = retire_old_key(ctx, &new_doc, old_doc.as_ref()).await?;
@@ -69,19 +73,42 @@ pub async fn finish_secret(ctx: &StepContext<'_>) -> Result<StepOutcome, Error> 
     })
 }
 
-/// Reads a previous version's document; unreadable or malformed means there is no old key we
-/// can safely name, which is not an error at this point (the new key is already current).
+/// Reads the AWSCURRENT version `version` (about to become previous).
+async fn old_current_document(
+    ctx: &StepContext<'_>,
+    arn: &str,
+    version: &str,
+) -> Result<Option<SecretDocument>, Error> {
+    let text = ctx
+        .clients
+        .get_value(arn, Some(version), AWSCURRENT)
+        .await?;
+    text.map(|t| {
+        SecretDocument::parse(&t).map_err(|source| Error::MalformedSecret {
+            secret_id: arn.to_owned(),
+            stage: AWSCURRENT,
+            source,
+        })
+    })
+    .transpose()
+}
+
+/// Reads the previous version's document. A version without a value or with a document that
+/// does not parse names no key we could safely act on (`None`); a failed read is an error, so
+/// that Secrets Manager retries instead of the old key silently staying active.
 async fn previous_document(
     ctx: &StepContext<'_>,
     arn: &str,
     version: &str,
-) -> Option<SecretDocument> {
-    let text = ctx
+) -> Result<Option<SecretDocument>, Error> {
+    let Some(text) = ctx
         .clients
         .get_value(arn, Some(version), AWSPREVIOUS)
-        .await
-        .ok()??;
-    SecretDocument::parse(&text).ok()
+        .await?
+    else {
+        return Ok(None);
+    };
+    Ok(SecretDocument::parse(&text).ok())
 }
 
 async fn retire_old_key(
@@ -95,7 +122,7 @@ async fn retire_old_key(
             .as_ref()
             .map(|c| (d.iam_user.as_str(), c.username.as_str()))
     }) else {
-        return Ok("no previous key to retire (bootstrap)".into());
+        return Ok("no previous key to retire (the previous version held no credentials)".into());
     };
     if Some(old_key) == new_key {
         return Ok("the previous version names the current key; nothing to retire".into());

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 use super::{StepContext, StepOutcome, TokenState, current_document, pending_document, preamble};
+use crate::aws::{AWSCURRENT, AWSPENDING};
 use crate::error::Error;
 use crate::secret::SecretDocument;
 use crate::smtp::{LoginOutcome, SmtpTarget, try_login_and_send};
@@ -47,7 +48,14 @@ pub async fn test_secret(ctx: &StepContext<'_>) -> Result<StepOutcome, Error> {
             info!(
                 "pending version has no value (RotateImmediately=false test): testing AWSCURRENT instead"
             );
-            (current_document(ctx, arn).await?, "current")
+            let current = current_document(ctx, arn).await?;
+            if current.is_bootstrap() {
+                info!("AWSCURRENT is a bootstrap secret without credentials: nothing to test yet");
+                return Ok(outcome(
+                    "AWSCURRENT has no credentials yet (bootstrap secret); nothing to test".into(),
+                ));
+            }
+            (current, "current")
         }
     };
     let key_id = login(ctx, &doc, which).await?;
@@ -87,9 +95,9 @@ async fn login(
         .ok_or_else(|| Error::MalformedSecret {
             secret_id: arn.to_owned(),
             stage: if which == "pending" {
-                "AWSPENDING"
+                AWSPENDING
             } else {
-                "AWSCURRENT"
+                AWSCURRENT
             },
             source: crate::secret::SecretError::Missing {
                 field: "username",
@@ -112,18 +120,21 @@ async fn login(
     let mut unreachable = 0u32;
     let mut backoff = FIRST_BACKOFF;
     let mut last = String::from("no attempt fitted in the time budget");
+    // The last AUTH answer, kept apart: a final attempt cut short by the budget must not hide
+    // the 535 that explains the failure.
+    let mut last_auth: Option<String> = None;
     loop {
         let remaining = end.saturating_duration_since(Instant::now());
         if remaining < Duration::from_millis(200) {
             break;
         }
         attempts += 1;
-        let per_attempt = ctx.config.smtp_connect_timeout.min(remaining);
         let result = try_login_and_send(
             &target,
             &tls,
             &creds,
-            per_attempt,
+            ctx.config.smtp_connect_timeout,
+            end,
             ctx.config.test_send.as_ref(),
         )
         .await;
@@ -137,7 +148,7 @@ async fn login(
             LoginOutcome::Rejected(text) | LoginOutcome::Temporary(text) => {
                 warn!(key_id = %creds.username,
                       endpoint = %endpoint, attempt = attempts, reply = %text, "SES did not accept the login yet; retrying");
-                last = text;
+                last_auth = Some(text);
             }
             LoginOutcome::Unreachable(text) => {
                 unreachable += 1;
@@ -150,6 +161,13 @@ async fn login(
                     });
                 }
                 last = text;
+            }
+            LoginOutcome::Refused(reply) => {
+                return Err(Error::SmtpAuthRefused {
+                    endpoint,
+                    key_id: creds.username,
+                    reply,
+                });
             }
             LoginOutcome::SendNotAuthorized(reply) => {
                 let (from, iam_user) = ctx.config.test_send.as_ref().map_or_else(
@@ -174,12 +192,12 @@ async fn login(
         tokio::time::sleep(pause).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
-    if unreachable > 0 && unreachable == attempts {
+    let Some(last) = last_auth else {
         return Err(Error::SmtpUnreachable {
             endpoint,
             detail: last,
         });
-    }
+    };
     Err(Error::SmtpAuthRejected {
         endpoint,
         which,
