@@ -117,6 +117,69 @@ pub struct KeyUsage {
     pub ever_used: bool,
 }
 
+/// The bootstrap's "creating a key" marker: the rotation's token and the times (epoch
+/// seconds) at which its attempts called CreateAccessKey, most recent last.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreatingMarker {
+    /// The rotation's ClientRequestToken.
+    pub token: String,
+    /// When each attempt was about to call CreateAccessKey.
+    pub times: Vec<i64>,
+}
+
+impl CreatingMarker {
+    /// How long after a recorded time a new key still counts as that attempt's.
+    pub const WINDOW_SECS: i64 = 60;
+    /// Attempts remembered (an IAM tag value holds 256 characters).
+    const KEEP: usize = 10;
+
+    fn parse(value: &str) -> Option<Self> {
+        let mut parts = value.split_whitespace();
+        let token = parts.next()?.to_owned();
+        let times = parts
+            .map(str::parse::<i64>)
+            .collect::<Result<Vec<_>, _>>()
+            .ok()?;
+        (!times.is_empty()).then_some(Self { token, times })
+    }
+
+    fn to_value(&self) -> String {
+        let mut v = self.token.clone();
+        for t in &self.times {
+            v.push(' ');
+            v.push_str(&t.to_string());
+        }
+        v
+    }
+
+    /// The marker for `token` with one more attempt at `now` (a marker of another token is
+    /// replaced).
+    #[must_use]
+    pub fn with_attempt(previous: Option<Self>, token: &str, now: i64) -> Self {
+        let mut times = previous
+            .filter(|m| m.token == token)
+            .map(|m| m.times)
+            .unwrap_or_default();
+        times.push(now);
+        let skip = times.len().saturating_sub(Self::KEEP);
+        Self {
+            token: token.to_owned(),
+            times: times.split_off(skip),
+        }
+    }
+
+    /// Whether a key created at `created` (IAM's one-second resolution) falls within one of
+    /// this rotation's attempts.
+    #[must_use]
+    pub fn covers(&self, token: &str, created: i64) -> bool {
+        self.token == token
+            && self
+                .times
+                .iter()
+                .any(|t| created >= *t && created <= t + Self::WINDOW_SECS)
+    }
+}
+
 fn chain<E: std::error::Error>(e: &E) -> String {
     DisplayErrorContext(e).to_string()
 }
@@ -321,11 +384,11 @@ impl Clients {
         }
     }
 
-    /// The user's "creating a key" marker: (token, epoch seconds), if set and well-formed.
+    /// The user's "creating a key" marker, if set and well-formed.
     ///
     /// # Errors
     /// [`Error::Iam`].
-    pub async fn creating_marker(&self, user: &str) -> Result<Option<(String, i64)>, Error> {
+    pub async fn creating_marker(&self, user: &str) -> Result<Option<CreatingMarker>, Error> {
         let mut marker: Option<String> = None;
         loop {
             let out = self
@@ -337,11 +400,7 @@ impl Clients {
                 .await
                 .map_err(|e| Self::iam_err("ListUserTags", user, &e))?;
             if let Some(tag) = out.tags().iter().find(|t| t.key() == CREATING_TAG) {
-                let mut parts = tag.value().split_whitespace();
-                return Ok(match (parts.next(), parts.next().map(str::parse::<i64>)) {
-                    (Some(token), Some(Ok(at))) => Some((token.to_owned(), at)),
-                    _ => None,
-                });
+                return Ok(CreatingMarker::parse(tag.value()));
             }
             match (out.is_truncated(), out.marker()) {
                 (true, Some(m)) => marker = Some(m.to_owned()),
@@ -350,14 +409,18 @@ impl Clients {
         }
     }
 
-    /// Writes the "creating a key" marker for `token` at `at` (epoch seconds).
+    /// Writes the "creating a key" marker.
     ///
     /// # Errors
     /// [`Error::Iam`].
-    pub async fn set_creating_marker(&self, user: &str, token: &str, at: i64) -> Result<(), Error> {
+    pub async fn set_creating_marker(
+        &self,
+        user: &str,
+        marker: &CreatingMarker,
+    ) -> Result<(), Error> {
         let tag = aws_sdk_iam::types::Tag::builder()
             .key(CREATING_TAG)
-            .value(format!("{token} {at}"))
+            .value(marker.to_value())
             .build()
             .map_err(|e| Self::iam_err("TagUser", user, &e))?;
         self.iam
@@ -370,7 +433,7 @@ impl Clients {
         Ok(())
     }
 
-    /// Removes the marker (best effort is fine: a stale marker names another token).
+    /// Removes the marker.
     ///
     /// # Errors
     /// [`Error::Iam`].
@@ -462,5 +525,42 @@ impl Clients {
             }
             Err(e) => Err(Self::iam_err("DeleteAccessKey", user, &e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CreatingMarker;
+
+    #[test]
+    fn marker_round_trips_and_keeps_the_last_attempts() {
+        let mut m = CreatingMarker::with_attempt(None, "tok", 100);
+        assert_eq!(CreatingMarker::parse(&m.to_value()), Some(m.clone()));
+        for t in 101..120 {
+            m = CreatingMarker::with_attempt(Some(m), "tok", t);
+        }
+        assert_eq!(m.times.len(), 10);
+        assert_eq!(m.times.last(), Some(&119));
+        assert!(m.to_value().len() <= 256);
+        // Another token starts afresh.
+        let other = CreatingMarker::with_attempt(Some(m), "new", 500);
+        assert_eq!(other.times, vec![500]);
+    }
+
+    #[test]
+    fn marker_covers_only_its_token_and_windows() {
+        let m = CreatingMarker {
+            token: "tok".into(),
+            times: vec![100, 1000],
+        };
+        assert!(m.covers("tok", 100));
+        assert!(m.covers("tok", 160));
+        assert!(!m.covers("tok", 161));
+        assert!(!m.covers("tok", 99));
+        assert!(m.covers("tok", 1030));
+        assert!(!m.covers("other", 100));
+        assert_eq!(CreatingMarker::parse("tok"), None);
+        assert_eq!(CreatingMarker::parse("tok x"), None);
+        assert_eq!(CreatingMarker::parse(""), None);
     }
 }

@@ -3,7 +3,7 @@
 use tracing::{info, warn};
 
 use super::{StepContext, StepOutcome, TokenState, current_document, pending_document, preamble};
-use crate::aws::{AWSPENDING, KeyInfo};
+use crate::aws::{AWSPENDING, CreatingMarker, KeyInfo};
 use crate::error::Error;
 use crate::password::derive_smtp_password;
 use crate::secret::{SecretDocument, SmtpCredentials};
@@ -19,8 +19,9 @@ use crate::secret::{SecretDocument, SmtpCredentials};
 ///
 /// A bootstrap (no current key) deletes only a key it can prove a failed attempt of this
 /// rotation made: just before CreateAccessKey it tags the user with the token and the time
-/// ([`crate::aws::CREATING_TAG`]); a never-used key created within a minute of that marker is
-/// ours. Any other key belongs to someone: the step refuses and names it.
+/// ([`crate::aws::CREATING_TAG`]); a never-used key created within a minute of one of its
+/// attempts is ours. Any other key belongs to someone: the step refuses and names it.
+/// finishSecret removes the marker.
 ///
 /// # Errors
 /// Preamble errors; [`Error::MalformedSecret`]; [`Error::NoSuchUser`]; [`Error::WrongUser`] or
@@ -65,9 +66,12 @@ pub async fn create_secret(ctx: &StepContext<'_>) -> Result<StepOutcome, Error> 
     }
 
     if current.is_bootstrap() {
-        ctx.clients
-            .set_creating_marker(user, token, now_epoch())
-            .await?;
+        let marker = CreatingMarker::with_attempt(
+            ctx.clients.creating_marker(user).await?,
+            token,
+            now_epoch(),
+        );
+        ctx.clients.set_creating_marker(user, &marker).await?;
     }
     let (key_id, secret) = ctx.clients.create_key(user).await?;
     info!(iam_user = %user, key_id = %key_id,
@@ -102,11 +106,6 @@ pub async fn create_secret(ctx: &StepContext<'_>) -> Result<StepOutcome, Error> 
                 return Err(e);
             }
         }
-    }
-    if current.is_bootstrap()
-        && let Err(e) = ctx.clients.clear_creating_marker(user).await
-    {
-        warn!(error = %e, "could not remove the creating-key marker tag (harmless)");
     }
     info!(key_id = %key_id,
           stage = AWSPENDING, "stored pending credentials");
@@ -175,30 +174,28 @@ async fn keys_to_delete(
     }
 }
 
-/// How long after the marker a key still counts as the one this attempt created.
-const MARKER_WINDOW_SECS: i64 = 60;
-
 fn now_epoch() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
-/// A key a failed attempt of *this* rotation made: created within the marker's window (IAM
-/// dates have one-second resolution, hence the floor) and never used.
-async fn is_our_orphan(
+/// A key a failed attempt of *this* rotation made: created within one of the marker's
+/// windows and never used.
+///
+/// # Errors
+/// IAM failures.
+pub async fn is_our_orphan(
     ctx: &StepContext<'_>,
     user: &str,
     key: &KeyInfo,
-    marker: Option<&(String, i64)>,
+    marker: Option<&CreatingMarker>,
 ) -> Result<bool, Error> {
-    let Some((token, at)) = marker else {
-        return Ok(false);
+    let covered = match (marker, key.created) {
+        (Some(m), Some(created)) => m.covers(&ctx.event.token, created.secs()),
+        _ => false,
     };
-    let Some(created) = key.created.map(|d| d.secs()) else {
-        return Ok(false);
-    };
-    if *token != ctx.event.token || created < *at || created > at + MARKER_WINDOW_SECS {
+    if !covered {
         return Ok(false);
     }
     Ok(ctx

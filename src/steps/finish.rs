@@ -2,6 +2,7 @@
 
 use tracing::info;
 
+use super::create::is_our_orphan;
 use super::{StepContext, StepOutcome, TokenState, current_document, pending_document, preamble};
 use crate::aws::{AWSCURRENT, AWSPENDING, AWSPREVIOUS};
 use crate::config::OldKeyAction;
@@ -66,11 +67,46 @@ pub async fn finish_secret(ctx: &StepContext<'_>) -> Result<StepOutcome, Error> 
             (new_doc, old_doc)
         }
     };
-    let result = retire_old_key(ctx, &new_doc, old_doc.as_ref()).await?;
+    let mut result = retire_old_key(ctx, &new_doc, old_doc.as_ref()).await?;
+    let removed = finish_bootstrap_marker(ctx, &new_doc).await?;
+    if removed > 0 {
+        result.push_str(&format!(
+            "; deleted {removed} unused key(s) a failed attempt left"
+        ));
+    }
     Ok(StepOutcome {
         step: "finishSecret",
         result,
     })
+}
+
+/// Ends a bootstrap's "creating a key" marker: a key an earlier attempt of this rotation made
+/// that IAM's eventual consistency hid from the retry is deleted now (never the new key), so
+/// the completed rotation leaves no key that no version names. A stale marker of another
+/// rotation is removed too. Returns how many keys were deleted.
+async fn finish_bootstrap_marker(
+    ctx: &StepContext<'_>,
+    new_doc: &SecretDocument,
+) -> Result<usize, Error> {
+    let user = new_doc.iam_user.as_str();
+    let Some(marker) = ctx.clients.creating_marker(user).await? else {
+        return Ok(0);
+    };
+    let new_key = new_doc.credentials.as_ref().map(|c| c.username.as_str());
+    let mut removed = 0;
+    if marker.token == ctx.event.token {
+        for key in ctx.clients.list_keys(user).await? {
+            if Some(key.id.as_str()) != new_key
+                && is_our_orphan(ctx, user, &key, Some(&marker)).await?
+            {
+                info!(key_id = %key.id, "deleting an unused key an earlier attempt of this rotation made");
+                ctx.clients.delete_key(user, &key.id).await?;
+                removed += 1;
+            }
+        }
+    }
+    ctx.clients.clear_creating_marker(user).await?;
+    Ok(removed)
 }
 
 /// Reads the AWSCURRENT version `version` (about to become previous).
