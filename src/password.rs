@@ -131,6 +131,19 @@ impl SecretAccessKey {
     }
 }
 
+impl Drop for SecretAccessKey {
+    fn drop(&mut self) {
+        // The raw key exists only in memory during createSecret; do not leave it in freed heap.
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
+impl Drop for SmtpPassword {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
 impl fmt::Debug for SecretAccessKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("SecretAccessKey(<redacted>)")
@@ -230,7 +243,7 @@ fn hmac(key: &[u8], msg: &[u8]) -> [u8; 32] {
 }
 
 fn v4_signature(secret: &SecretAccessKey, region: &str) -> [u8; 32] {
-    let mut key = Vec::with_capacity(4 + secret.expose().len());
+    let mut key = zeroize::Zeroizing::new(Vec::with_capacity(4 + secret.expose().len()));
     key.extend_from_slice(b"AWS4");
     key.extend_from_slice(secret.expose().as_bytes());
     let mut k = hmac(&key, DATE.as_bytes());

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Env, steps};
+use common::{Env, Snapshot, steps};
 use serde_json::{Value, json};
 
 const OK4: [(&str, bool, &str); 4] = [
@@ -131,10 +131,7 @@ fn regular_rotation(action: &str) {
 
     // A third rotation removes the first key whatever the action, and never exceeds 2 keys.
     assert_ok(&env.rotate(&arn, None));
-    let k3 = env.doc(&arn, "AWSCURRENT").unwrap()["username"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let k3 = env.current_key(&arn);
     let keys = env.keys("ses-smtp");
     assert!(!keys.iter().any(|(k, _)| *k == k1), "{keys:?}");
     assert!(keys.contains(&(k3, "Active".to_owned())), "{keys:?}");
@@ -372,13 +369,6 @@ fn failed_test_leaves_current_untouched_and_next_attempt_completes() {
     env.assert_no_secrets_leaked(Some(&arn));
 }
 
-/// Keys, stages and the AWSCURRENT document: what a refused request must not change.
-type Snapshot = (
-    Vec<(String, String)>,
-    Vec<(String, Vec<String>)>,
-    Option<Value>,
-);
-
 /// Invokes a bad request and checks it fails with `error_type` and changes nothing.
 fn assert_refused(
     env: &Env,
@@ -543,11 +533,7 @@ fn bad_secrets_are_refused_and_change_nothing() {
     doc["username"] = other_id.clone().into();
     doc["password"] = "BMPPgbAHoFVbze1Ud0oA5uNdXRwUXUZ+qOwphGJbl/cS".into();
     let arn = env.create_secret("wrong-user", &doc);
-    let before = (
-        env.keys("ses-smtp"),
-        env.stages(&arn),
-        env.doc(&arn, "AWSCURRENT"),
-    );
+    let before = env.snapshot("ses-smtp", &arn);
     let r = env.rotate(&arn, None);
     assert_refused(
         &env,
@@ -565,11 +551,7 @@ fn bad_secrets_are_refused_and_change_nothing() {
     doc["username"] = "ASIAIOSFODNN7EXAMPLE".into();
     doc["password"] = "whatever".into();
     let arn = env.create_secret("temporary", &doc);
-    let before = (
-        env.keys("ses-smtp"),
-        env.stages(&arn),
-        env.doc(&arn, "AWSCURRENT"),
-    );
+    let before = env.snapshot("ses-smtp", &arn);
     let r = env.rotate(&arn, None);
     assert_refused(
         &env,
@@ -586,11 +568,7 @@ fn bad_secrets_are_refused_and_change_nothing() {
         "malformed",
         &json!({"iam_user": "ses-smtp", "host": "localhost", "port": "SeCrEt-Value"}),
     );
-    let before = (
-        env.keys("ses-smtp"),
-        env.stages(&arn),
-        env.doc(&arn, "AWSCURRENT"),
-    );
+    let before = env.snapshot("ses-smtp", &arn);
     let r = env.rotate(&arn, None);
     assert_refused(
         &env,
@@ -611,11 +589,7 @@ fn bad_secrets_are_refused_and_change_nothing() {
     let existing_id = existing.access_key().unwrap().access_key_id().to_owned();
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let arn = env.create_secret("bootstrap-existing", &env.bootstrap_doc("adopt-me"));
-    let before = (
-        env.keys("adopt-me"),
-        env.stages(&arn),
-        env.doc(&arn, "AWSCURRENT"),
-    );
+    let before = env.snapshot("adopt-me", &arn);
     let r = env.rotate(&arn, None);
     assert_refused(
         &env,
@@ -646,11 +620,7 @@ fn a_key_made_by_someone_during_a_bootstrap_is_never_taken_for_an_orphan() {
         .block_on(env.iam.create_access_key().user_name("ses-smtp").send())
         .unwrap();
     let key = made.access_key().unwrap().access_key_id().to_owned();
-    let before = (
-        env.keys("ses-smtp"),
-        env.stages(&arn),
-        env.doc(&arn, "AWSCURRENT"),
-    );
+    let before = env.snapshot("ses-smtp", &arn);
     let r = env.invoke("createSecret", &arn, &token);
     assert_refused(
         &env,

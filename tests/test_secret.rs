@@ -51,10 +51,7 @@ fn propagation_delay_is_ridden_out_with_retries() {
     env.smtp_config(json!({"propagation_delay_seconds": 3}));
     let r = env.rotate(&arn, None);
     assert_eq!(r["ok"], true, "{r:#}");
-    let key = env.doc(&arn, "AWSCURRENT").unwrap()["username"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let key = env.current_key(&arn);
     let logins = logins_for(&env, &key);
     assert!(logins.len() >= 2, "{logins:?}");
     assert!(
@@ -105,10 +102,7 @@ fn temporary_454_is_retried() {
     env.smtp_config(json!({"force_454": 2}));
     let r = env.rotate(&arn, None);
     assert_eq!(r["ok"], true, "{r:#}");
-    let key = env.doc(&arn, "AWSCURRENT").unwrap()["username"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let key = env.current_key(&arn);
     let codes: Vec<i64> = logins_for(&env, &key).iter().map(|l| l.0).collect();
     assert_eq!(codes, vec![454, 454, 235]);
 }
@@ -166,38 +160,26 @@ fn silent_server_and_tls_mode_mismatch_are_bounded_by_the_connect_timeout() {
     assert_eq!(t["error_type"], "SmtpUnreachable", "{r:#}");
 }
 
-#[test]
-fn implicit_tls_works() {
-    let (env, arn) = setup(&[], true);
+fn logs_in_with_tls_mode(implicit: bool, mode: &str) {
+    let (env, arn) = setup(&[], implicit);
     let r = env.rotate(&arn, None);
     assert_eq!(r["ok"], true, "{r:#}");
-    let key = env.doc(&arn, "AWSCURRENT").unwrap()["username"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let logins = logins_for(&env, &key);
+    let logins = logins_for(&env, &env.current_key(&arn));
     assert_eq!(
         logins.last().map(|l| (l.0, l.2.as_str())),
-        Some((235, "implicit")),
+        Some((235, mode)),
         "{logins:?}"
     );
 }
 
 #[test]
+fn implicit_tls_works() {
+    logs_in_with_tls_mode(true, "implicit");
+}
+
+#[test]
 fn starttls_is_used_on_the_starttls_port() {
-    let (env, arn) = setup(&[], false);
-    let r = env.rotate(&arn, None);
-    assert_eq!(r["ok"], true, "{r:#}");
-    let key = env.doc(&arn, "AWSCURRENT").unwrap()["username"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let logins = logins_for(&env, &key);
-    assert_eq!(
-        logins.last().map(|l| (l.0, l.2.as_str())),
-        Some((235, "starttls")),
-        "{logins:?}"
-    );
+    logs_in_with_tls_mode(false, "starttls");
 }
 
 #[test]
@@ -228,10 +210,7 @@ fn test_send_delivers_a_message_and_554_gets_its_own_error() {
     );
     let r = env.rotate(&arn, None);
     assert_eq!(r["ok"], true, "{r:#}");
-    let key = env.doc(&arn, "AWSCURRENT").unwrap()["username"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let key = env.current_key(&arn);
     let messages = env.get("/smtp/messages");
     let m = messages.as_array().unwrap();
     assert_eq!(m.len(), 1, "{messages:#}");

@@ -2,7 +2,9 @@
 
 use tracing::{info, warn};
 
-use super::{StepContext, StepOutcome, TokenState, current_document, pending_document, preamble};
+use super::{
+    StepContext, StepOutcome, already_current, current_document, pending_document, pending_state,
+};
 use crate::aws::{AWSPENDING, CreatingMarker, KeyInfo};
 use crate::error::Error;
 use crate::password::derive_smtp_password;
@@ -29,12 +31,8 @@ use crate::secret::{SecretDocument, SmtpCredentials};
 /// when a bootstrap finds a key it did not create; IAM / Secrets Manager failures.
 pub async fn create_secret(ctx: &StepContext<'_>) -> Result<StepOutcome, Error> {
     let token = &ctx.event.token;
-    let state = match preamble(ctx).await? {
-        TokenState::AlreadyCurrent(_) => {
-            info!("version is already AWSCURRENT; nothing to do");
-            return Ok(outcome("version already AWSCURRENT; nothing to do".into()));
-        }
-        TokenState::Pending(state) => state,
+    let Some(state) = pending_state(ctx).await? else {
+        return Ok(already_current("createSecret"));
     };
     let arn = state.arn.as_str();
     let current = current_document(ctx, arn).await?;

@@ -72,6 +72,30 @@ pub async fn preamble(ctx: &StepContext<'_>) -> Result<TokenState, Error> {
     Ok(TokenState::Pending(state))
 }
 
+/// The preamble for the steps that have nothing to do once the token is AWSCURRENT:
+/// `Some(state)` while the rotation is pending, `None` (logged) when it already completed.
+///
+/// # Errors
+/// As [`preamble`].
+pub async fn pending_state(ctx: &StepContext<'_>) -> Result<Option<SecretState>, Error> {
+    match preamble(ctx).await? {
+        TokenState::AlreadyCurrent(_) => {
+            tracing::info!("version is already AWSCURRENT; nothing to do");
+            Ok(None)
+        }
+        TokenState::Pending(state) => Ok(Some(state)),
+    }
+}
+
+/// The outcome of a step that found its version already AWSCURRENT.
+#[must_use]
+pub fn already_current(step: &'static str) -> StepOutcome {
+    StepOutcome {
+        step,
+        result: "version already AWSCURRENT; nothing to do".into(),
+    }
+}
+
 /// Reads and parses the AWSCURRENT document.
 ///
 /// # Errors

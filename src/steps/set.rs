@@ -2,7 +2,7 @@
 
 use tracing::info;
 
-use super::{StepContext, StepOutcome, TokenState, pending_document, preamble};
+use super::{StepContext, StepOutcome, already_current, pending_document, pending_state};
 use crate::aws::AWSPENDING;
 use crate::error::Error;
 use crate::secret::SecretError;
@@ -16,12 +16,8 @@ use crate::secret::SecretError;
 /// Preamble errors; [`Error::MalformedSecret`] when the pending version has no credentials;
 /// [`Error::PendingKeyNotActive`] when the key is missing or inactive; IAM failures.
 pub async fn set_secret(ctx: &StepContext<'_>) -> Result<StepOutcome, Error> {
-    let state = match preamble(ctx).await? {
-        TokenState::AlreadyCurrent(_) => {
-            info!("version is already AWSCURRENT; nothing to do");
-            return Ok(outcome("version already AWSCURRENT; nothing to do".into()));
-        }
-        TokenState::Pending(state) => state,
+    let Some(state) = pending_state(ctx).await? else {
+        return Ok(already_current("setSecret"));
     };
     let arn = state.arn.as_str();
     let pending = pending_document(ctx, arn).await?;

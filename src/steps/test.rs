@@ -4,7 +4,9 @@ use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
-use super::{StepContext, StepOutcome, TokenState, current_document, pending_document, preamble};
+use super::{
+    StepContext, StepOutcome, already_current, current_document, pending_document, pending_state,
+};
 use crate::aws::{AWSCURRENT, AWSPENDING};
 use crate::error::Error;
 use crate::secret::SecretDocument;
@@ -34,12 +36,8 @@ const UNREACHABLE_ATTEMPTS: u32 = 2;
 /// Preamble errors; [`Error::SmtpAuthRejected`] (with attempts, time waited and likely causes);
 /// [`Error::SmtpUnreachable`]; [`Error::SmtpSendNotAuthorized`]; [`Error::SmtpSendFailed`].
 pub async fn test_secret(ctx: &StepContext<'_>) -> Result<StepOutcome, Error> {
-    let state = match preamble(ctx).await? {
-        TokenState::AlreadyCurrent(_) => {
-            info!("version is already AWSCURRENT; nothing to do");
-            return Ok(outcome("version already AWSCURRENT; nothing to do".into()));
-        }
-        TokenState::Pending(state) => state,
+    let Some(state) = pending_state(ctx).await? else {
+        return Ok(already_current("testSecret"));
     };
     let arn = state.arn.as_str();
     let (doc, which) = match pending_document(ctx, arn).await? {

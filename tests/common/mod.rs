@@ -390,6 +390,23 @@ impl Env {
             .collect()
     }
 
+    /// Keys, stages and the AWSCURRENT document: what a refused request must not change.
+    pub fn snapshot(&self, user: &str, secret: &str) -> Snapshot {
+        (
+            self.keys(user),
+            self.stages(secret),
+            self.doc(secret, "AWSCURRENT"),
+        )
+    }
+
+    /// The access key id AWSCURRENT names.
+    pub fn current_key(&self, secret: &str) -> String {
+        self.doc(secret, "AWSCURRENT").expect("AWSCURRENT")["username"]
+            .as_str()
+            .expect("username")
+            .to_owned()
+    }
+
     /// Key ids named by any version of the secret.
     pub fn named_keys(&self, secret: &str) -> Vec<String> {
         let mut v: Vec<String> = self
@@ -479,6 +496,13 @@ impl Env {
         }
     }
 }
+
+/// Keys, stages and the AWSCURRENT document of a secret.
+pub type Snapshot = (
+    Vec<(String, String)>,
+    Vec<(String, Vec<String>)>,
+    Option<Value>,
+);
 
 /// Shorthand: a rotation result's step outcomes as (step, ok, error_type).
 pub fn steps(result: &Value) -> Vec<(String, bool, String)> {
