@@ -517,6 +517,22 @@ fn preamble_and_input_errors_change_nothing() {
     env.assert_no_secrets_leaked(Some(&arn));
 }
 
+/// Creates a secret, rotates it and checks the rotation is refused and changes nothing.
+fn refused_rotation(
+    env: &Env,
+    name: &str,
+    user: &str,
+    doc: &Value,
+    error_type: &str,
+    needle: &str,
+) -> Value {
+    let arn = env.create_secret(name, doc);
+    let before = env.snapshot(user, &arn);
+    let r = env.rotate(&arn, None);
+    assert_refused(env, &arn, user, &r, error_type, needle, &before);
+    r
+}
+
 #[test]
 fn bad_secrets_are_refused_and_change_nothing() {
     let mut env = Env::start();
@@ -532,17 +548,13 @@ fn bad_secrets_are_refused_and_change_nothing() {
     let mut doc = env.bootstrap_doc("ses-smtp");
     doc["username"] = other_id.clone().into();
     doc["password"] = "BMPPgbAHoFVbze1Ud0oA5uNdXRwUXUZ+qOwphGJbl/cS".into();
-    let arn = env.create_secret("wrong-user", &doc);
-    let before = env.snapshot("ses-smtp", &arn);
-    let r = env.rotate(&arn, None);
-    assert_refused(
+    refused_rotation(
         &env,
-        &arn,
+        "wrong-user",
         "ses-smtp",
-        &r,
+        &doc,
         "KeyBelongsToOtherUser",
         "someone-else",
-        &before,
     );
     assert_eq!(env.keys("someone-else").len(), 1);
 
@@ -550,34 +562,23 @@ fn bad_secrets_are_refused_and_change_nothing() {
     let mut doc = env.bootstrap_doc("ses-smtp");
     doc["username"] = "ASIAIOSFODNN7EXAMPLE".into();
     doc["password"] = "whatever".into();
-    let arn = env.create_secret("temporary", &doc);
-    let before = env.snapshot("ses-smtp", &arn);
-    let r = env.rotate(&arn, None);
-    assert_refused(
+    refused_rotation(
         &env,
-        &arn,
+        "temporary",
         "ses-smtp",
-        &r,
+        &doc,
         "MalformedSecret",
         "IAM role",
-        &before,
     );
 
     // Malformed document: the error names the field and does not echo the value.
-    let arn = env.create_secret(
-        "malformed",
-        &json!({"iam_user": "ses-smtp", "host": "localhost", "port": "SeCrEt-Value"}),
-    );
-    let before = env.snapshot("ses-smtp", &arn);
-    let r = env.rotate(&arn, None);
-    assert_refused(
+    let r = refused_rotation(
         &env,
-        &arn,
+        "malformed",
         "ses-smtp",
-        &r,
+        &json!({"iam_user": "ses-smtp", "host": "localhost", "port": "SeCrEt-Value"}),
         "MalformedSecret",
         "\"port\"",
-        &before,
     );
     assert!(!r.to_string().contains("SeCrEt-Value"));
 
@@ -587,18 +588,13 @@ fn bad_secrets_are_refused_and_change_nothing() {
         .block_on(env.iam.create_access_key().user_name("adopt-me").send())
         .unwrap();
     let existing_id = existing.access_key().unwrap().access_key_id().to_owned();
-    std::thread::sleep(std::time::Duration::from_millis(1100));
-    let arn = env.create_secret("bootstrap-existing", &env.bootstrap_doc("adopt-me"));
-    let before = env.snapshot("adopt-me", &arn);
-    let r = env.rotate(&arn, None);
-    assert_refused(
+    let r = refused_rotation(
         &env,
-        &arn,
+        "bootstrap-existing",
         "adopt-me",
-        &r,
+        &env.bootstrap_doc("adopt-me"),
         "UnadoptedAccessKey",
         &existing_id,
-        &before,
     );
     assert!(r.to_string().contains("Adopt it"), "{r:#}");
 
