@@ -648,3 +648,40 @@ fn marker_tag_is_removed_after_a_bootstrap() {
         .unwrap();
     assert!(tags.tags().is_empty(), "{:?}", tags.tags());
 }
+
+#[test]
+fn bootstrap_orphan_hidden_by_iam_eventual_consistency_is_removed_by_finish() {
+    // createSecret's CreateAccessKey response is lost; the retry comes so soon that IAM does not
+    // list that key yet, so the retry makes a second one. finishSecret must still leave no key
+    // that no version names.
+    let (env, arn) = setup(&[]);
+    let token = env.pending(&arn);
+    env.fault("iam", "CreateAccessKey", "fail_after");
+    let r = env.invoke("createSecret", &arn, &token);
+    assert_eq!(r["ok"], false, "{r:#}");
+    env.delete("/faults");
+    let orphan = env.keys("ses-smtp");
+    assert_eq!(orphan.len(), 1, "{orphan:?}");
+    env.post("/iam/config", json!({"list_lag_seconds": 3600}));
+    let r = env.invoke("createSecret", &arn, &token);
+    assert_eq!(r["ok"], true, "{r:#}");
+    env.post("/iam/config", json!({"list_lag_seconds": 0}));
+    assert_eq!(
+        env.keys("ses-smtp").len(),
+        2,
+        "the retry could not see the orphan"
+    );
+    let r = env.rotate(&arn, Some(&token));
+    assert_ok(&r);
+    let keys = env.keys("ses-smtp");
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert_ne!(keys[0].0, orphan[0].0, "the orphan survived");
+    assert!(
+        r["steps"][3]["response"]
+            .to_string()
+            .contains("failed attempt left"),
+        "{r:#}"
+    );
+    assert_invariants(&env, &arn, "ses-smtp");
+    env.assert_no_secrets_leaked(Some(&arn));
+}

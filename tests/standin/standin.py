@@ -317,6 +317,23 @@ def patch_moto() -> None:
 
     iam_models.AccessKey.__init__ = key_init
 
+    orig_list_keys = iam_models.IAMBackend.list_access_keys
+
+    def list_access_keys(self, user_name):  # type: ignore[no-untyped-def]
+        keys = orig_list_keys(self, user_name)
+        lag = float(IAM_CONFIG.get("list_lag_seconds") or 0)
+        if lag <= 0:
+            return keys
+        now = time.time()
+        return [k for k in keys if now - key_created(k) >= lag]
+
+    iam_models.IAMBackend.list_access_keys = list_access_keys
+
+
+# IAM knobs. list_lag_seconds: ListAccessKeys leaves out keys younger than this, as IAM's
+# eventual consistency can right after CreateAccessKey.
+DEFAULT_IAM_CONFIG: dict[str, float] = {"list_lag_seconds": 0.0}
+IAM_CONFIG: dict[str, float] = dict(DEFAULT_IAM_CONFIG)
 
 # Test-only record of every secret access key moto minted (deleted keys included), so that
 # tests can scan the rotator's output for each of them.
@@ -1240,6 +1257,8 @@ class Standin:
 
     def reset(self) -> None:
         self.moto.reset()
+        IAM_CONFIG.clear()
+        IAM_CONFIG.update(DEFAULT_IAM_CONFIG)
         self.faults.clear()
         self.faults.requests.clear()
         self.smtp.clear(config_too=True)
@@ -1261,6 +1280,8 @@ class AdminHandler(QuietHandler):
     POST /secret/rotation {"secret_id", "enabled"} -> {"arn", "rotation_enabled"}
     GET  /keys[?user=NAME] -> [{"access_key_id", "user_name", "status", "age_seconds", "create_date"}]
     GET  /versions?secret_id=ID -> [{"version_id", "stages", "has_value", "created_date"}]
+    GET  /iam/config, POST /iam/config {"list_lag_seconds": N} -> IAM knobs (ListAccessKeys
+                          hides keys younger than N s: IAM eventual consistency)
     GET  /smtp/config, POST /smtp/config {knobs...} (partial update) -> the whole config
     GET  /smtp/logins, GET /smtp/messages, POST /smtp/clear
     GET  /faults, POST /faults {"service", "action", "mode", "count"?=1, ...}, DELETE /faults
@@ -1315,6 +1336,14 @@ class AdminHandler(QuietHandler):
                 out = st.moto.keys(q.get("user"))
             elif route == ("GET", "/versions"):
                 out = st.orchestrator.versions(need(q, "secret_id"))
+            elif route == ("GET", "/iam/config"):
+                out = dict(IAM_CONFIG)
+            elif route == ("POST", "/iam/config"):
+                unknown = set(body) - set(DEFAULT_IAM_CONFIG)
+                if unknown:
+                    raise ApiError(400, "ValidationError", f"unknown knobs: {sorted(unknown)}")
+                IAM_CONFIG.update({k: float(v) for k, v in body.items()})
+                out = dict(IAM_CONFIG)
             elif route == ("GET", "/smtp/config"):
                 out = st.smtp.get_config()
             elif route == ("POST", "/smtp/config"):

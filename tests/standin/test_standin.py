@@ -481,6 +481,20 @@ def test_admin_keys_and_versions(env):
     assert ei.value.code == 404
 
 
+def test_iam_list_lag_and_secrets_seen(env):
+    k = env.new_key("lag")
+    env.admin("/iam/config", {"list_lag_seconds": 3600})
+    assert env.iam.list_access_keys(UserName="lag")["AccessKeyMetadata"] == []
+    env.admin("/iam/config", {"list_lag_seconds": 0})
+    ids = [m["AccessKeyId"] for m in env.iam.list_access_keys(UserName="lag")["AccessKeyMetadata"]]
+    assert ids == [k["AccessKeyId"]]
+    seen = {x["access_key_id"]: x["secret_access_key"] for x in env.admin("/secrets-seen")}
+    assert seen[k["AccessKeyId"]] == k["SecretAccessKey"]
+    with pytest.raises(urllib.error.HTTPError) as ei:
+        env.admin("/iam/config", {"bogus": 1})
+    assert ei.value.code == 400
+
+
 # ---------------------------------------------------------------------------
 # faults
 # ---------------------------------------------------------------------------
