@@ -13,7 +13,7 @@ SHELL := /bin/bash
 PYTHON  ?= python3
 VENV    := .venv
 VPY     := $(VENV)/bin/python
-BIN     := target/release/ses-smtp-rotator
+BIN     := $(abspath $(or $(CARGO_TARGET_DIR),target))/release/ses-smtp-rotator
 CARGO   ?= cargo
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -31,7 +31,9 @@ help:
 deps:
 	@if ! $(PYTHON) -c 'import venv, ensurepip' >/dev/null 2>&1; then \
 	  echo "installing python3-venv"; \
-	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv >/dev/null; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+	    && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null \
+	    || { echo "cannot install python3-venv (needed for the project venvs): install it and retry" >&2; exit 1; }; \
 	fi
 
 $(VENV)/.stamp: tests/standin/requirements.txt
@@ -74,14 +76,14 @@ standin-test: venv
 # End-to-end: the real release binary under the local Lambda Runtime API, driven by the
 # rotation orchestrator, with state read back from moto and the SES emulator.
 e2e: venv build
-	SES_SMTP_ROTATOR_BIN=$(CURDIR)/$(BIN) STANDIN_PYTHON=$(CURDIR)/$(VPY) \
+	SES_SMTP_ROTATOR_BIN=$(BIN) STANDIN_PYTHON=$(CURDIR)/$(VPY) \
 	  $(CARGO) test --locked --test '*'
 
-template-lint:
+template-lint: deps
 	bash deploy/lint.sh
 
 bench: venv build
-	bash bench/run.sh
+	SES_SMTP_ROTATOR_BIN=$(BIN) bash bench/run.sh
 
 clean:
 	rm -rf target $(VENV) .venv-* .aws-sam

@@ -30,6 +30,10 @@ pub const AWSPREVIOUS: &str = "AWSPREVIOUS";
 /// learned) without ever mistaking someone else's key for it.
 pub const CREATING_TAG: &str = "ses-smtp-rotator:creating-key";
 
+/// User tag naming the one secret whose rotation owns the user's keys. Written by the first
+/// rotation; a rotation of another secret refuses to touch the user's keys.
+pub const OWNER_TAG: &str = "ses-smtp-rotator:secret";
+
 /// The two clients the steps use.
 #[derive(Debug, Clone)]
 pub struct Clients {
@@ -117,37 +121,54 @@ pub struct KeyUsage {
     pub ever_used: bool,
 }
 
-/// The bootstrap's "creating a key" marker: the rotation's token and the times (epoch
-/// seconds) at which its attempts called CreateAccessKey, most recent last.
+/// The bootstrap's "creating a key" marker: the rotation's token, the times (epoch seconds)
+/// at which its attempts called CreateAccessKey, and the key ids those calls returned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreatingMarker {
     /// The rotation's ClientRequestToken.
     pub token: String,
-    /// When each attempt was about to call CreateAccessKey.
+    /// When each attempt was about to call CreateAccessKey (most recent last).
     pub times: Vec<i64>,
+    /// Keys CreateAccessKey returned to this rotation.
+    pub keys: Vec<String>,
 }
 
 impl CreatingMarker {
-    /// How long after a recorded time a new key still counts as that attempt's.
-    pub const WINDOW_SECS: i64 = 60;
-    /// Attempts remembered (an IAM tag value holds 256 characters).
-    const KEEP: usize = 10;
+    /// How long after a recorded time a key whose id we never learned (lost response) still
+    /// counts as that attempt's: CreateAccessKey's own 10 s attempt limit plus slack.
+    pub const WINDOW_SECS: i64 = 15;
+    /// Tolerated clock difference between this function and IAM.
+    pub const SKEW_SECS: i64 = 2;
+    /// Attempts and keys remembered (an IAM tag value holds 256 characters).
+    const KEEP_TIMES: usize = 5;
+    const KEEP_KEYS: usize = 3;
 
-    fn parse(value: &str) -> Option<Self> {
+    /// Parses a tag value; `None` when it is not one of ours.
+    #[must_use]
+    pub fn parse(value: &str) -> Option<Self> {
         let mut parts = value.split_whitespace();
         let token = parts.next()?.to_owned();
-        let times = parts
-            .map(str::parse::<i64>)
-            .collect::<Result<Vec<_>, _>>()
-            .ok()?;
-        (!times.is_empty()).then_some(Self { token, times })
+        let (mut times, mut keys) = (Vec::new(), Vec::new());
+        for p in parts {
+            match p.strip_prefix("k:") {
+                Some(k) => keys.push(k.to_owned()),
+                None => times.push(p.parse::<i64>().ok()?),
+            }
+        }
+        (!times.is_empty()).then_some(Self { token, times, keys })
     }
 
-    fn to_value(&self) -> String {
+    /// The tag value.
+    #[must_use]
+    pub fn to_value(&self) -> String {
         let mut v = self.token.clone();
         for t in &self.times {
             v.push(' ');
             v.push_str(&t.to_string());
+        }
+        for k in &self.keys {
+            v.push_str(" k:");
+            v.push_str(k);
         }
         v
     }
@@ -156,16 +177,30 @@ impl CreatingMarker {
     /// replaced).
     #[must_use]
     pub fn with_attempt(previous: Option<Self>, token: &str, now: i64) -> Self {
-        let mut times = previous
-            .filter(|m| m.token == token)
-            .map(|m| m.times)
-            .unwrap_or_default();
-        times.push(now);
-        let skip = times.len().saturating_sub(Self::KEEP);
-        Self {
+        let mut m = previous.filter(|m| m.token == token).unwrap_or(Self {
             token: token.to_owned(),
-            times: times.split_off(skip),
-        }
+            times: Vec::new(),
+            keys: Vec::new(),
+        });
+        m.times.push(now);
+        let skip = m.times.len().saturating_sub(Self::KEEP_TIMES);
+        m.times.drain(..skip);
+        m
+    }
+
+    /// The marker with a key CreateAccessKey returned.
+    #[must_use]
+    pub fn with_key(mut self, key_id: &str) -> Self {
+        self.keys.push(key_id.to_owned());
+        let skip = self.keys.len().saturating_sub(Self::KEEP_KEYS);
+        self.keys.drain(..skip);
+        self
+    }
+
+    /// Whether the marker names this key as one this rotation created.
+    #[must_use]
+    pub fn names(&self, token: &str, key_id: &str) -> bool {
+        self.token == token && self.keys.iter().any(|k| k == key_id)
     }
 
     /// Whether a key created at `created` (IAM's one-second resolution) falls within one of
@@ -176,8 +211,20 @@ impl CreatingMarker {
             && self
                 .times
                 .iter()
-                .any(|t| created >= *t && created <= t + Self::WINDOW_SECS)
+                .any(|t| created >= t - Self::SKEW_SECS && created <= t + Self::WINDOW_SECS)
     }
+}
+
+/// The value of [`OWNER_TAG`] for a secret: its ARN, or a digest of it when too long for a tag.
+#[must_use]
+pub fn owner_tag_value(secret_arn: &str) -> String {
+    use sha2::Digest;
+    if secret_arn.len() <= 256 {
+        return secret_arn.to_owned();
+    }
+    let digest = sha2::Sha256::digest(secret_arn.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
 }
 
 fn chain<E: std::error::Error>(e: &E) -> String {
@@ -384,11 +431,12 @@ impl Clients {
         }
     }
 
-    /// The user's "creating a key" marker, if set and well-formed.
+    /// The user's tags.
     ///
     /// # Errors
     /// [`Error::Iam`].
-    pub async fn creating_marker(&self, user: &str) -> Result<Option<CreatingMarker>, Error> {
+    pub async fn user_tags(&self, user: &str) -> Result<HashMap<String, String>, Error> {
+        let mut tags = HashMap::new();
         let mut marker: Option<String> = None;
         loop {
             let out = self
@@ -398,29 +446,35 @@ impl Clients {
                 .set_marker(marker.take())
                 .send()
                 .await
-                .map_err(|e| Self::iam_err("ListUserTags", user, &e))?;
-            if let Some(tag) = out.tags().iter().find(|t| t.key() == CREATING_TAG) {
-                return Ok(CreatingMarker::parse(tag.value()));
+                .map_err(|e| {
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_no_such_entity_exception())
+                    {
+                        Error::NoSuchUser {
+                            iam_user: user.to_owned(),
+                        }
+                    } else {
+                        Self::iam_err("ListUserTags", user, &e)
+                    }
+                })?;
+            for t in out.tags() {
+                tags.insert(t.key().to_owned(), t.value().to_owned());
             }
             match (out.is_truncated(), out.marker()) {
                 (true, Some(m)) => marker = Some(m.to_owned()),
-                _ => return Ok(None),
+                _ => return Ok(tags),
             }
         }
     }
 
-    /// Writes the "creating a key" marker.
+    /// Sets one tag on the user.
     ///
     /// # Errors
     /// [`Error::Iam`].
-    pub async fn set_creating_marker(
-        &self,
-        user: &str,
-        marker: &CreatingMarker,
-    ) -> Result<(), Error> {
+    pub async fn tag_user(&self, user: &str, key: &str, value: &str) -> Result<(), Error> {
         let tag = aws_sdk_iam::types::Tag::builder()
-            .key(CREATING_TAG)
-            .value(marker.to_value())
+            .key(key)
+            .value(value)
             .build()
             .map_err(|e| Self::iam_err("TagUser", user, &e))?;
         self.iam
@@ -433,15 +487,15 @@ impl Clients {
         Ok(())
     }
 
-    /// Removes the marker.
+    /// Removes one tag from the user.
     ///
     /// # Errors
     /// [`Error::Iam`].
-    pub async fn clear_creating_marker(&self, user: &str) -> Result<(), Error> {
+    pub async fn untag_user(&self, user: &str, key: &str) -> Result<(), Error> {
         self.iam
             .untag_user()
             .user_name(user)
-            .tag_keys(CREATING_TAG)
+            .tag_keys(key)
             .send()
             .await
             .map_err(|e| Self::iam_err("UntagUser", user, &e))?;
@@ -530,37 +584,66 @@ impl Clients {
 
 #[cfg(test)]
 mod tests {
-    use super::CreatingMarker;
+    use super::{CreatingMarker, owner_tag_value};
 
     #[test]
-    fn marker_round_trips_and_keeps_the_last_attempts() {
-        let mut m = CreatingMarker::with_attempt(None, "tok", 100);
+    fn marker_round_trips_and_fits_a_tag() {
+        let mut m = CreatingMarker::with_attempt(
+            None,
+            "0b7c3a64-1b1e-4c39-9c39-6f1f0b9b9f0e",
+            1_795_000_000,
+        );
         assert_eq!(CreatingMarker::parse(&m.to_value()), Some(m.clone()));
-        for t in 101..120 {
-            m = CreatingMarker::with_attempt(Some(m), "tok", t);
+        for t in 1..20 {
+            m = CreatingMarker::with_attempt(
+                Some(m),
+                "0b7c3a64-1b1e-4c39-9c39-6f1f0b9b9f0e",
+                1_795_000_000 + t,
+            )
+            .with_key("AKIAABCDEFGHIJKLMNOP");
         }
-        assert_eq!(m.times.len(), 10);
-        assert_eq!(m.times.last(), Some(&119));
-        assert!(m.to_value().len() <= 256);
+        assert_eq!(m.times.len(), 5);
+        assert_eq!(m.keys.len(), 3);
+        assert_eq!(m.times.last(), Some(&1_795_000_019));
+        assert!(m.to_value().len() <= 256, "{}", m.to_value().len());
+        assert_eq!(CreatingMarker::parse(&m.to_value()), Some(m.clone()));
         // Another token starts afresh.
         let other = CreatingMarker::with_attempt(Some(m), "new", 500);
-        assert_eq!(other.times, vec![500]);
+        assert_eq!((other.times, other.keys), (vec![500], vec![]));
     }
 
     #[test]
-    fn marker_covers_only_its_token_and_windows() {
+    fn marker_covers_only_its_token_keys_and_windows() {
         let m = CreatingMarker {
             token: "tok".into(),
             times: vec![100, 1000],
+            keys: vec!["AKIAX".into()],
         };
         assert!(m.covers("tok", 100));
-        assert!(m.covers("tok", 160));
-        assert!(!m.covers("tok", 161));
-        assert!(!m.covers("tok", 99));
-        assert!(m.covers("tok", 1030));
+        assert!(m.covers("tok", 98), "clock skew");
+        assert!(!m.covers("tok", 97));
+        assert!(m.covers("tok", 115));
+        assert!(!m.covers("tok", 116));
+        assert!(m.covers("tok", 1010));
         assert!(!m.covers("other", 100));
+        assert!(m.names("tok", "AKIAX"));
+        assert!(!m.names("tok", "AKIAY"));
+        assert!(!m.names("other", "AKIAX"));
         assert_eq!(CreatingMarker::parse("tok"), None);
         assert_eq!(CreatingMarker::parse("tok x"), None);
         assert_eq!(CreatingMarker::parse(""), None);
+    }
+
+    #[test]
+    fn owner_tag_value_fits_a_tag() {
+        let short = "arn:aws:secretsmanager:us-east-1:123456789012:secret:smtp-AbCdEf";
+        assert_eq!(owner_tag_value(short), short);
+        let long = format!(
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:{}-AbCdEf",
+            "n".repeat(300)
+        );
+        let v = owner_tag_value(&long);
+        assert!(v.starts_with("sha256:") && v.len() <= 256, "{v}");
+        assert_ne!(v, owner_tag_value(&format!("{long}x")));
     }
 }

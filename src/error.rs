@@ -102,13 +102,25 @@ pub enum Error {
     },
     /// Bootstrap found a key that existed before this rotation began.
     #[error(
-        "IAM user {iam_user} already has access key {key_id}, which this rotation did not create, and the secret has no username/password. Adopt it (put it in the secret as username and its SMTP password as password) or delete it, then rotate again. Nothing was changed"
+        "IAM user {iam_user} already has access key {key_id}, which this rotation did not create, and the secret has no username/password. Adopt it (put it in the secret as username and its SMTP password as password) or delete it, then rotate again (a key left by a cancelled earlier rotation can simply be deleted). Nothing was changed"
     )]
     ForeignKey {
         /// The user.
         iam_user: String,
         /// The pre-existing key.
         key_id: String,
+    },
+    /// The IAM user's keys are already rotated by another secret.
+    #[error(
+        "IAM user {iam_user} is tagged as rotated by another secret ({owner}); a user must be dedicated to one secret, or the rotations delete each other's keys. Use a separate IAM user for {secret_id}; if the other secret no longer exists, remove the tag: aws iam untag-user --user-name {iam_user} --tag-keys ses-smtp-rotator:secret. Nothing was changed"
+    )]
+    UserNotDedicated {
+        /// The user.
+        iam_user: String,
+        /// This secret.
+        secret_id: String,
+        /// The tag's value (the other secret's ARN or its digest).
+        owner: String,
     },
     /// The IAM user does not exist.
     #[error(
@@ -235,6 +247,7 @@ impl Error {
             Self::WrongUser { .. } => "KeyBelongsToOtherUser",
             Self::CurrentKeyMissing { .. } => "CurrentKeyMissing",
             Self::ForeignKey { .. } => "UnadoptedAccessKey",
+            Self::UserNotDedicated { .. } => "UserNotDedicated",
             Self::NoSuchUser { .. } => "NoSuchUser",
             Self::PendingKeyNotActive { .. } => "PendingKeyNotActive",
             Self::SmtpAuthRejected { .. } => "SmtpAuthRejected",

@@ -120,39 +120,61 @@ pub async fn handle(
     .await
 }
 
-/// Per-crate ceilings applied on top of any `RUST_LOG`.
+/// Crates that never log below `warn`, whatever `RUST_LOG` says: at debug/trace the AWS SDK
+/// prints request bodies (PutSecretValue carries the password and the RotationToken) and
+/// lambda_runtime prints the raw event.
 const QUIET_CRATES: &[&str] = &[
-    "aws_smithy_runtime=info",
-    "aws_smithy_runtime_api=info",
-    "aws_smithy_http_client=info",
-    "aws_smithy_types=info",
-    "aws_sdk_secretsmanager=info",
-    "aws_sdk_iam=info",
-    "aws_config=info",
-    "aws_runtime=info",
-    "aws_sigv4=info",
-    "hyper=info",
-    "hyper_util=info",
-    "h2=info",
-    "rustls=info",
-    "lambda_runtime=info",
-    "lambda_runtime_api_client=info",
-    "lettre=info",
+    "aws_smithy_runtime",
+    "aws_smithy_runtime_api",
+    "aws_smithy_http_client",
+    "aws_smithy_types",
+    "aws_sdk_secretsmanager",
+    "aws_sdk_iam",
+    "aws_config",
+    "aws_runtime",
+    "aws_sigv4",
+    "hyper",
+    "hyper_util",
+    "h2",
+    "rustls",
+    "lambda_runtime",
+    "lambda_runtime_api_client",
+    "lettre",
 ];
+
+/// The operator's filter with every directive about a quiet crate (or one of its modules)
+/// removed and the quiet crates capped at `warn`.
+fn log_filter(requested: &str) -> String {
+    let quiet = |target: &str| {
+        QUIET_CRATES
+            .iter()
+            .any(|c| target == *c || target.starts_with(&format!("{c}::")))
+    };
+    let mut parts: Vec<String> = requested
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .filter(|d| {
+            let target = d.split(['=', '[']).next().unwrap_or_default();
+            // A bare level ("debug") has no target and stays.
+            !d.contains('=') && !d.contains('[') || !quiet(target)
+        })
+        .map(str::to_owned)
+        .collect();
+    parts.extend(QUIET_CRATES.iter().map(|c| format!("{c}=warn")));
+    parts.join(",")
+}
 
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
-    let mut filter = EnvFilter::try_from_env("RUST_LOG")
-        .or_else(|_| EnvFilter::try_from_env("AWS_LAMBDA_LOG_LEVEL"))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    // Whatever level is asked for, these crates never log below these levels: at debug/trace
-    // the AWS SDK prints request bodies (PutSecretValue carries the password and the
-    // RotationToken) and lambda_runtime prints the raw event.
-    for directive in QUIET_CRATES {
-        if let Ok(d) = directive.parse() {
-            filter = filter.add_directive(d);
-        }
-    }
+    let requested = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .or_else(|| std::env::var("AWS_LAMBDA_LOG_LEVEL").ok())
+        .unwrap_or_else(|| "info".into())
+        .to_ascii_lowercase();
+    let filter = EnvFilter::try_new(log_filter(&requested))
+        .unwrap_or_else(|_| EnvFilter::new(log_filter("info")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
@@ -166,5 +188,23 @@ fn init_tracing() {
             .init();
     } else {
         builder.init();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+
+    #[test]
+    fn quiet_crates_stay_at_warn_whatever_is_asked() {
+        let f =
+            log_filter("trace,aws_smithy_runtime::client=trace,ses_smtp_rotator=debug,hyper=info");
+        assert!(f.starts_with("trace,ses_smtp_rotator=debug,"), "{f}");
+        assert!(!f.contains("=trace"), "{f}");
+        assert!(!f.contains("hyper=info"), "{f}");
+        assert!(f.contains("aws_smithy_runtime=warn"), "{f}");
+        assert!(f.contains("lambda_runtime=warn"), "{f}");
+        // A crate whose name merely starts like a quiet one is left alone.
+        assert!(log_filter("hyperloop=debug").starts_with("hyperloop=debug,"));
     }
 }

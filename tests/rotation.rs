@@ -640,13 +640,39 @@ fn nothing_secret_is_logged_even_at_trace_level() {
 }
 
 #[test]
-fn marker_tag_is_removed_after_a_bootstrap() {
+fn bootstrap_leaves_only_the_owner_tag_and_a_second_secret_may_not_share_the_user() {
     let (env, arn) = setup(&[]);
     assert_ok(&env.rotate(&arn, None));
     let tags = env
         .block_on(env.iam.list_user_tags().user_name("ses-smtp").send())
         .unwrap();
-    assert!(tags.tags().is_empty(), "{:?}", tags.tags());
+    let tags: Vec<(String, String)> = tags
+        .tags()
+        .iter()
+        .map(|t| (t.key().to_owned(), t.value().to_owned()))
+        .collect();
+    assert_eq!(
+        tags,
+        vec![("ses-smtp-rotator:secret".to_owned(), arn.clone())]
+    );
+
+    // Another secret for the same user would delete this secret's keys: refused, no change.
+    let mut doc = env.doc(&arn, "AWSCURRENT").unwrap();
+    doc["team"] = "other".into();
+    let other = env.create_secret("smtp/other", &doc);
+    let before = env.snapshot("ses-smtp", &other);
+    let r = env.rotate(&other, None);
+    assert_refused(
+        &env,
+        &other,
+        "ses-smtp",
+        &r,
+        "UserNotDedicated",
+        "dedicated",
+        &before,
+    );
+    let (ok, out) = env.login(&env.doc(&arn, "AWSCURRENT").unwrap());
+    assert!(ok, "the first secret's credentials were broken: {out}");
 }
 
 #[test]

@@ -5,7 +5,7 @@ use tracing::{info, warn};
 use super::{
     StepContext, StepOutcome, already_current, current_document, pending_document, pending_state,
 };
-use crate::aws::{AWSPENDING, CreatingMarker, KeyInfo};
+use crate::aws::{AWSPENDING, CREATING_TAG, CreatingMarker, KeyInfo, OWNER_TAG, owner_tag_value};
 use crate::error::Error;
 use crate::password::derive_smtp_password;
 use crate::secret::{SecretDocument, SmtpCredentials};
@@ -55,8 +55,24 @@ pub async fn create_secret(ctx: &StepContext<'_>) -> Result<StepOutcome, Error> 
     }
 
     let user = current.iam_user.as_str();
+    let tags = ctx.clients.user_tags(user).await?;
+    let owner = owner_tag_value(arn);
+    match tags.get(OWNER_TAG) {
+        Some(v) if *v == owner => {}
+        Some(other) => {
+            return Err(Error::UserNotDedicated {
+                iam_user: user.to_owned(),
+                secret_id: arn.to_owned(),
+                owner: other.clone(),
+            });
+        }
+        None => ctx.clients.tag_user(user, OWNER_TAG, &owner).await?,
+    }
+    let mut marker = tags
+        .get(CREATING_TAG)
+        .and_then(|v| CreatingMarker::parse(v));
     let keys = ctx.clients.list_keys(user).await?;
-    let stale = keys_to_delete(ctx, &current, &keys).await?;
+    let stale = keys_to_delete(ctx, &current, &keys, marker.as_ref()).await?;
     for key in &stale {
         info!(iam_user = %user, key_id = %key,
               "deleting access key named by no version (left by an earlier rotation)");
@@ -64,14 +80,23 @@ pub async fn create_secret(ctx: &StepContext<'_>) -> Result<StepOutcome, Error> 
     }
 
     if current.is_bootstrap() {
-        let marker = CreatingMarker::with_attempt(
-            ctx.clients.creating_marker(user).await?,
-            token,
-            now_epoch(),
-        );
-        ctx.clients.set_creating_marker(user, &marker).await?;
+        let m = CreatingMarker::with_attempt(marker.take(), token, now_epoch());
+        ctx.clients
+            .tag_user(user, CREATING_TAG, &m.to_value())
+            .await?;
+        marker = Some(m);
     }
     let (key_id, secret) = ctx.clients.create_key(user).await?;
+    if let Some(m) = marker.take() {
+        // Name the key at once, so that only a lost response leaves the time window to decide.
+        if let Err(e) = ctx
+            .clients
+            .tag_user(user, CREATING_TAG, &m.with_key(&key_id).to_value())
+            .await
+        {
+            warn!(key_id = %key_id, error = %e, "could not record the new key in the marker tag");
+        }
+    }
     info!(iam_user = %user, key_id = %key_id,
           "created access key");
     let password = derive_smtp_password(&secret, &current.region);
@@ -125,6 +150,7 @@ async fn keys_to_delete(
     ctx: &StepContext<'_>,
     current: &SecretDocument,
     keys: &[KeyInfo],
+    marker: Option<&CreatingMarker>,
 ) -> Result<Vec<String>, Error> {
     let user = current.iam_user.as_str();
     match &current.credentials {
@@ -155,10 +181,9 @@ async fn keys_to_delete(
                 .collect())
         }
         None => {
-            let marker = ctx.clients.creating_marker(user).await?;
             let mut orphans = Vec::new();
             for k in keys {
-                if is_our_orphan(ctx, user, k, marker.as_ref()).await? {
+                if is_our_orphan(ctx, user, k, marker).await? {
                     orphans.push(k.id.clone());
                 } else {
                     return Err(Error::ForeignKey {
@@ -178,27 +203,38 @@ fn now_epoch() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
-/// A key a failed attempt of *this* rotation made: created within one of the marker's
-/// windows and never used.
+/// A key a failed attempt of *this* rotation made: one the marker names (CreateAccessKey
+/// returned it to us), or, when that response was lost, a never-used key created within one
+/// of the marker's attempt windows.
 ///
 /// # Errors
-/// IAM failures.
+/// IAM failures; a key in the window that IAM cannot describe yet is an error to retry rather
+/// than a verdict.
 pub async fn is_our_orphan(
     ctx: &StepContext<'_>,
     user: &str,
     key: &KeyInfo,
     marker: Option<&CreatingMarker>,
 ) -> Result<bool, Error> {
-    let covered = match (marker, key.created) {
-        (Some(m), Some(created)) => m.covers(&ctx.event.token, created.secs()),
-        _ => false,
+    let token = ctx.event.token.as_str();
+    let Some(m) = marker else {
+        return Ok(false);
     };
-    if !covered {
+    if m.names(token, &key.id) {
+        return Ok(true);
+    }
+    let Some(created) = key.created else {
+        return Ok(false);
+    };
+    if !m.covers(token, created.secs()) {
         return Ok(false);
     }
-    Ok(ctx
-        .clients
-        .key_usage(&key.id, user)
-        .await?
-        .is_some_and(|u| !u.ever_used))
+    match ctx.clients.key_usage(&key.id, user).await? {
+        Some(u) => Ok(!u.ever_used),
+        None => Err(Error::Iam {
+            operation: "GetAccessKeyLastUsed",
+            iam_user: user.to_owned(),
+            detail: format!("IAM cannot describe key {} yet; retry the rotation", key.id),
+        }),
+    }
 }

@@ -4,7 +4,7 @@ use tracing::info;
 
 use super::create::is_our_orphan;
 use super::{StepContext, StepOutcome, TokenState, current_document, pending_document, preamble};
-use crate::aws::{AWSCURRENT, AWSPENDING, AWSPREVIOUS};
+use crate::aws::{AWSCURRENT, AWSPENDING, AWSPREVIOUS, CREATING_TAG, CreatingMarker};
 use crate::config::OldKeyAction;
 use crate::error::Error;
 use crate::secret::{SecretDocument, SecretError};
@@ -68,7 +68,12 @@ pub async fn finish_secret(ctx: &StepContext<'_>) -> Result<StepOutcome, Error> 
         }
     };
     let mut result = retire_old_key(ctx, &new_doc, old_doc.as_ref()).await?;
-    let removed = finish_bootstrap_marker(ctx, &new_doc).await?;
+    let bootstrap = old_doc.as_ref().is_none_or(SecretDocument::is_bootstrap);
+    let removed = if bootstrap {
+        finish_bootstrap_marker(ctx, &new_doc).await?
+    } else {
+        0
+    };
     if removed > 0 {
         result.push_str(&format!(
             "; deleted {removed} unused key(s) a failed attempt left"
@@ -89,7 +94,13 @@ async fn finish_bootstrap_marker(
     new_doc: &SecretDocument,
 ) -> Result<usize, Error> {
     let user = new_doc.iam_user.as_str();
-    let Some(marker) = ctx.clients.creating_marker(user).await? else {
+    let Some(marker) = ctx
+        .clients
+        .user_tags(user)
+        .await?
+        .get(CREATING_TAG)
+        .and_then(|v| CreatingMarker::parse(v))
+    else {
         return Ok(0);
     };
     let new_key = new_doc.credentials.as_ref().map(|c| c.username.as_str());
@@ -105,7 +116,7 @@ async fn finish_bootstrap_marker(
             }
         }
     }
-    ctx.clients.clear_creating_marker(user).await?;
+    ctx.clients.untag_user(user, CREATING_TAG).await?;
     Ok(removed)
 }
 
