@@ -19,7 +19,6 @@ import hashlib
 import hmac
 import json
 import os
-import select
 import shutil
 import signal
 import smtplib
@@ -36,7 +35,8 @@ from pathlib import Path
 import boto3
 
 ROOT = Path(__file__).resolve().parent.parent
-STANDIN = ROOT / "tests" / "standin" / "standin.py"
+sys.path.insert(0, str(ROOT / "tests" / "standin"))
+from launch import start_standin  # noqa: E402
 STEPS = ["createSecret", "setSecret", "testSecret", "finishSecret"]
 LAMBDA_MIB = 128  # the function's MemorySize in template.yaml
 # The published example secret access key (AWS documentation); not a real credential.
@@ -134,15 +134,7 @@ class Bench:
 
     # plumbing --------------------------------------------------------------------------------
     def start_standin(self) -> None:
-        with open(self.tmp / "standin.log", "wb") as err:  # the child keeps its own handle
-            self.standin = subprocess.Popen([sys.executable, str(STANDIN)], stdin=subprocess.PIPE,
-                                            stdout=subprocess.PIPE, stderr=err)
-        ready, _, _ = select.select([self.standin.stdout], [], [], 60)
-        line = self.standin.stdout.readline() if ready else b""
-        if not line:
-            raise RuntimeError("the stand-in did not start; the end of its log:\n"
-                               + (self.tmp / "standin.log").read_text(errors="replace")[-2000:])
-        self.ready = json.loads(line)
+        self.standin, self.ready = start_standin(self.tmp / "standin.log", timeout=60)
         kw = dict(endpoint_url=self.ready["endpoint"], region_name=self.ready["region"],
                   aws_access_key_id="test", aws_secret_access_key="test")
         self.iam, self.sm = boto3.client("iam", **kw), boto3.client("secretsmanager", **kw)

@@ -11,6 +11,7 @@ use std::time::Duration;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_iam::error::ProvideErrorMetadata;
 use aws_sdk_iam::types::StatusType;
 use aws_smithy_types::DateTime;
 use aws_smithy_types::error::display::DisplayErrorContext;
@@ -360,6 +361,23 @@ impl Clients {
         }
     }
 
+    /// An error of a call about the user itself: NoSuchEntity means the user does not exist.
+    fn user_err<E, R>(op: &'static str, user: &str, e: &aws_sdk_iam::error::SdkError<E, R>) -> Error
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        if e.as_service_error()
+            .is_some_and(|s| s.code() == Some("NoSuchEntity"))
+        {
+            Error::NoSuchUser {
+                iam_user: user.to_owned(),
+            }
+        } else {
+            Self::iam_err(op, user, e)
+        }
+    }
+
     /// ListAccessKeys of a user.
     ///
     /// # Errors
@@ -375,17 +393,7 @@ impl Clients {
                 .set_marker(marker.take())
                 .send()
                 .await
-                .map_err(|e| {
-                    if e.as_service_error()
-                        .is_some_and(|s| s.is_no_such_entity_exception())
-                    {
-                        Error::NoSuchUser {
-                            iam_user: user.to_owned(),
-                        }
-                    } else {
-                        Self::iam_err("ListAccessKeys", user, &e)
-                    }
-                })?;
+                .map_err(|e| Self::user_err("ListAccessKeys", user, &e))?;
             keys.extend(out.access_key_metadata().iter().filter_map(|m| {
                 Some(KeyInfo {
                     id: m.access_key_id()?.to_owned(),
@@ -446,17 +454,7 @@ impl Clients {
                 .set_marker(marker.take())
                 .send()
                 .await
-                .map_err(|e| {
-                    if e.as_service_error()
-                        .is_some_and(|s| s.is_no_such_entity_exception())
-                    {
-                        Error::NoSuchUser {
-                            iam_user: user.to_owned(),
-                        }
-                    } else {
-                        Self::iam_err("ListUserTags", user, &e)
-                    }
-                })?;
+                .map_err(|e| Self::user_err("ListUserTags", user, &e))?;
             for t in out.tags() {
                 tags.insert(t.key().to_owned(), t.value().to_owned());
             }

@@ -23,7 +23,6 @@ import datetime as dt
 import json
 import os
 import re
-import select
 import shutil
 import subprocess
 import sys
@@ -36,7 +35,8 @@ from pathlib import Path
 import boto3
 
 USER, SECRET_NAME, APP = "ses-smtp-demo", "demo/ses-smtp", "billing-mailer"
-STANDIN = Path(__file__).resolve().parent / "standin" / "standin.py"
+sys.path.insert(0, str(Path(__file__).resolve().parent / "standin"))
+from launch import start_standin  # noqa: E402
 TTY = sys.stdout.isatty()
 GOOD = "\033[32m✓\033[0m" if TTY else "✓"
 BAD = "\033[31m✗\033[0m" if TTY else "✗"
@@ -85,15 +85,7 @@ class Demo:
 
     # --- plumbing ---------------------------------------------------------------------------
     def start(self) -> None:
-        with open(self.tmp / "standin.log", "wb") as err:  # the child keeps its own handle
-            self.standin = subprocess.Popen([sys.executable, str(STANDIN)], stdin=subprocess.PIPE,
-                                            stdout=subprocess.PIPE, stderr=err)
-        ready, _, _ = select.select([self.standin.stdout], [], [], 30)
-        line = self.standin.stdout.readline() if ready else b""
-        if not line:
-            raise RuntimeError("the stand-in did not start; the end of its log:\n"
-                               + (self.tmp / "standin.log").read_text(errors="replace")[-2000:])
-        self.ready = json.loads(line)
+        self.standin, self.ready = start_standin(self.tmp / "standin.log", timeout=30)
         env = {**self.ready["lambda_env"], "OLD_KEY_ACTION": "deactivate",
                "SMTP_TEST_TIMEOUT_SECONDS": "20", "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
         with open(self.lambda_log, "wb") as out:
