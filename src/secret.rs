@@ -612,4 +612,47 @@ mod tests {
         assert!(!shown.contains(PW), "{shown}");
         assert!(shown.contains("AKIAIOSFODNN7EXAMPLE"));
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Whatever other fields an operator keeps in the secret, a rotation's write-back
+            /// keeps them byte for byte and only sets username/password.
+            #[test]
+            fn write_back_keeps_every_other_field(
+                extra in prop::collection::btree_map("[a-z_]{1,12}", any::<String>(), 0..6),
+                n in any::<i64>(),
+            ) {
+                let mut doc = serde_json::json!({"iam_user": "u", "host": "email-smtp.eu-west-1.amazonaws.com"});
+                for (k, v) in &extra {
+                    if !["iam_user", "host", "port", "tls", "region", "username", "password"].contains(&k.as_str()) {
+                        doc[k] = Value::String(v.clone());
+                    }
+                }
+                doc["n"] = n.into();
+                let parsed = parse(doc.clone()).unwrap();
+                let written: Value = serde_json::from_str(&parsed.with_credentials(SmtpCredentials {
+                    username: "AKIAIOSFODNN7EXAMPLE".into(),
+                    password: SmtpPassword::from_string(PW.into()),
+                }).to_secret_string()).unwrap();
+                let mut want = doc;
+                want["username"] = "AKIAIOSFODNN7EXAMPLE".into();
+                want["password"] = PW.into();
+                prop_assert_eq!(written, want);
+            }
+
+            /// No input makes the parser panic, and no error repeats a value longer than a few
+            /// characters from the input.
+            #[test]
+            fn parse_never_panics_or_echoes(text in ".{0,200}", secret in "[A-Za-z0-9+/]{24}") {
+                let _ = SecretDocument::parse(&text);
+                let doc = format!("{{\"iam_user\": \"u\", \"host\": \"h\", \"port\": \"{secret}\", \"region\": \"{secret}\"}}");
+                if let Err(e) = SecretDocument::parse(&doc) {
+                    prop_assert!(!e.to_string().contains(&secret));
+                }
+            }
+        }
+    }
 }
