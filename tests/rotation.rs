@@ -402,6 +402,7 @@ fn assert_refused(
         1
     );
     assert_eq!(env.doc(arn, "AWSCURRENT"), before.2, "AWSCURRENT changed");
+    assert_eq!(env.user_tags(user), before.3, "the user's tags changed");
 }
 
 #[test]
@@ -409,14 +410,7 @@ fn preamble_and_input_errors_change_nothing() {
     let (env, arn) = setup(&[]);
     assert_ok(&env.rotate(&arn, None));
     let token = env.pending(&arn);
-    let snapshot = || {
-        (
-            env.keys("ses-smtp"),
-            env.stages(&arn),
-            env.doc(&arn, "AWSCURRENT"),
-        )
-    };
-    let before = snapshot();
+    let before = env.snapshot("ses-smtp", &arn);
 
     // Token that is not a version of the secret.
     let r = env.invoke("createSecret", &arn, "00000000-0000-4000-8000-000000000000");

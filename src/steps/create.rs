@@ -57,22 +57,22 @@ pub async fn create_secret(ctx: &StepContext<'_>) -> Result<StepOutcome, Error> 
     let user = current.iam_user.as_str();
     let tags = ctx.clients.user_tags(user).await?;
     let owner = owner_tag_value(arn);
-    match tags.get(OWNER_TAG) {
-        Some(v) if *v == owner => {}
-        Some(other) => {
-            return Err(Error::UserNotDedicated {
-                iam_user: user.to_owned(),
-                secret_id: arn.to_owned(),
-                owner: other.clone(),
-            });
-        }
-        None => ctx.clients.tag_user(user, OWNER_TAG, &owner).await?,
+    if let Some(other) = tags.get(OWNER_TAG).filter(|v| **v != owner) {
+        return Err(Error::UserNotDedicated {
+            iam_user: user.to_owned(),
+            secret_id: arn.to_owned(),
+            owner: other.clone(),
+        });
     }
     let mut marker = tags
         .get(CREATING_TAG)
         .and_then(|v| CreatingMarker::parse(v));
     let keys = ctx.clients.list_keys(user).await?;
+    // Every refusal comes before the first change.
     let stale = keys_to_delete(ctx, &current, &keys, marker.as_ref()).await?;
+    if !tags.contains_key(OWNER_TAG) {
+        ctx.clients.tag_user(user, OWNER_TAG, &owner).await?;
+    }
     for key in &stale {
         info!(iam_user = %user, key_id = %key,
               "deleting access key named by no version (left by an earlier rotation)");

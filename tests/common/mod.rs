@@ -396,7 +396,22 @@ impl Env {
             self.keys(user),
             self.stages(secret),
             self.doc(secret, "AWSCURRENT"),
+            self.user_tags(user),
         )
+    }
+
+    /// A user's tags as sorted (key, value) pairs; empty when the user does not exist.
+    pub fn user_tags(&self, user: &str) -> Vec<(String, String)> {
+        let Ok(out) = self.block_on(self.iam.list_user_tags().user_name(user).send()) else {
+            return Vec::new();
+        };
+        let mut tags: Vec<(String, String)> = out
+            .tags()
+            .iter()
+            .map(|t| (t.key().to_owned(), t.value().to_owned()))
+            .collect();
+        tags.sort();
+        tags
     }
 
     /// The access key id AWSCURRENT names.
@@ -497,11 +512,12 @@ impl Env {
     }
 }
 
-/// Keys, stages and the AWSCURRENT document of a secret.
+/// Keys, stages and the AWSCURRENT document of a secret, and the user's tags.
 pub type Snapshot = (
     Vec<(String, String)>,
     Vec<(String, Vec<String>)>,
     Option<Value>,
+    Vec<(String, String)>,
 );
 
 /// Shorthand: a rotation result's step outcomes as (step, ok, error_type).
