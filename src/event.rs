@@ -209,4 +209,61 @@ mod tests {
             assert!(e.to_string().contains(needle), "{payload}: {e}");
         }
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn json_value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(Value::from),
+                ".{0,20}".prop_map(Value::String),
+                prop::sample::select(vec![
+                    "createSecret",
+                    "setSecret",
+                    "testSecret",
+                    "finishSecret",
+                    "Step",
+                    "SecretId"
+                ])
+                .prop_map(|s| Value::String(s.to_owned())),
+            ];
+            leaf.prop_recursive(3, 24, 6, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                    prop::collection::btree_map(
+                        prop::sample::select(vec![
+                            "Step",
+                            "SecretId",
+                            "ClientRequestToken",
+                            "RotationToken",
+                            "x"
+                        ]),
+                        inner,
+                        0..5,
+                    )
+                    .prop_map(|m| Value::Object(
+                        m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+                    )),
+                ]
+            })
+        }
+
+        proptest! {
+            /// Any payload either parses into a complete event or is refused with one of the two
+            /// event error types; nothing panics.
+            #[test]
+            fn any_payload_parses_or_is_refused(v in json_value()) {
+                match RotationEvent::parse(&v) {
+                    Ok(e) => {
+                        prop_assert!(!e.secret_id.trim().is_empty());
+                        prop_assert!(!e.token.trim().is_empty());
+                    }
+                    Err(e) => prop_assert!(matches!(e.error_type(), "InvalidEvent" | "UnknownStep")),
+                }
+            }
+        }
+    }
 }

@@ -162,7 +162,16 @@ fn regular_rotation_keeps_old_key() {
 
 #[test]
 fn every_step_twice_in_a_row_gives_the_same_end_state() {
-    let (env, arn) = setup(&[]);
+    every_step_twice("deactivate");
+}
+
+#[test]
+fn every_step_twice_with_old_key_deletion() {
+    every_step_twice("delete");
+}
+
+fn every_step_twice(action: &str) {
+    let (env, arn) = setup(&[("OLD_KEY_ACTION", action)]);
     assert_ok(&env.rotate(&arn, None));
     let token = env.pending(&arn);
     for step in ["createSecret", "setSecret", "testSecret", "finishSecret"] {
