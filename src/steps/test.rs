@@ -117,7 +117,9 @@ async fn login(
     let mut attempts = 0u32;
     let mut unreachable = 0u32;
     let mut backoff = FIRST_BACKOFF;
-    let mut last = String::from("no attempt fitted in the time budget");
+    let mut last = String::from(
+        "no SMTP attempt fitted before the invocation deadline; give the function a timeout above SMTP_TEST_TIMEOUT_SECONDS plus 15 s",
+    );
     // The last AUTH answer, kept apart: a final attempt cut short by the budget must not hide
     // the 535 that explains the failure.
     let mut last_auth: Option<String> = None;
@@ -168,14 +170,15 @@ async fn login(
                 });
             }
             LoginOutcome::SendNotAuthorized(reply) => {
-                let (from, iam_user) = ctx.config.test_send.as_ref().map_or_else(
-                    || (String::new(), doc.iam_user.clone()),
-                    |s| (s.from.clone(), doc.iam_user.clone()),
-                );
                 return Err(Error::SmtpSendNotAuthorized {
                     key_id: creds.username,
-                    iam_user,
-                    from,
+                    iam_user: doc.iam_user.clone(),
+                    from: ctx
+                        .config
+                        .test_send
+                        .as_ref()
+                        .map(|s| s.from.clone())
+                        .unwrap_or_default(),
                     reply,
                 });
             }
