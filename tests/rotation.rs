@@ -714,3 +714,65 @@ fn bootstrap_orphan_hidden_by_iam_eventual_consistency_is_removed_by_finish() {
     assert_invariants(&env, &arn, "ses-smtp");
     env.assert_no_secrets_leaked(Some(&arn));
 }
+
+/// Kills the binary (SIGKILL) while a step waits on `action`, then lets Secrets Manager retry
+/// the rotation with the same token on a fresh process.
+fn killed_mid_step_then_retry(service: &str, action: &str) {
+    let (mut env, arn) = setup(&[]);
+    assert_ok(&env.rotate(&arn, None));
+    let before = env.doc(&arn, "AWSCURRENT").unwrap();
+    env.post(
+        "/faults",
+        json!({"service": service, "action": action, "mode": "delay", "delay_seconds": 20, "count": 1}),
+    );
+    let token = "6b0f7e4c-3a51-4c1e-9d7e-2f3a4b5c6d7e";
+    let failed = std::thread::scope(|scope| {
+        let rotation = scope.spawn(|| {
+            env.post(
+                "/rotate",
+                json!({"secret_id": arn, "token": token, "deadline_seconds": 10}),
+            )
+        });
+        // Wait until the step is stuck in the delayed call, then crash the process.
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !env
+            .get("/requests")
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["action"] == action && r["fault"] == "delay")
+        {
+            assert!(
+                std::time::Instant::now() < end,
+                "the step never reached {action}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        env.kill_lambda_hard();
+        rotation.join().unwrap()
+    });
+    assert_eq!(failed["ok"], false, "{failed:#}");
+    assert!(env.keys("ses-smtp").len() <= 2);
+    let (ok, out) = env.login(&env.doc(&arn, "AWSCURRENT").unwrap());
+    assert!(ok, "AWSCURRENT broken by the crash: {out}");
+
+    env.start_lambda(&[]);
+    assert_ok(&env.rotate(&arn, Some(token)));
+    assert_eq!(env.version_with(&arn, "AWSCURRENT").as_deref(), Some(token));
+    assert_ne!(
+        env.doc(&arn, "AWSCURRENT").unwrap()["username"],
+        before["username"]
+    );
+    assert_invariants(&env, &arn, "ses-smtp");
+    env.assert_no_secrets_leaked(Some(&arn));
+}
+
+#[test]
+fn process_killed_between_create_key_and_storing_it() {
+    killed_mid_step_then_retry("secretsmanager", "PutSecretValue");
+}
+
+#[test]
+fn process_killed_while_retiring_the_old_key() {
+    killed_mid_step_then_retry("iam", "UpdateAccessKey");
+}

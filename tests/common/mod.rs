@@ -170,6 +170,16 @@ impl Env {
         self.lambda_logs.push(log_path);
     }
 
+    /// SIGKILLs the running binary, as a crashed or timed-out Lambda sandbox (works through a
+    /// shared reference, so another thread may be waiting on an invocation meanwhile).
+    pub fn kill_lambda_hard(&self) {
+        if let Some(c) = &self.lambda {
+            let _ = Command::new("kill")
+                .args(["-9", &c.id().to_string()])
+                .status();
+        }
+    }
+
     pub fn stop_lambda(&mut self) {
         if let Some(mut c) = self.lambda.take() {
             let _ = c.kill();
