@@ -36,7 +36,7 @@ import boto3
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "standin"))
-from launch import start_standin  # noqa: E402
+from launch import start_standin, stop_standin  # noqa: E402
 STEPS = ["createSecret", "setSecret", "testSecret", "finishSecret"]
 LAMBDA_MIB = 128  # the function's MemorySize in template.yaml
 # The published example secret access key (AWS documentation); not a real credential.
@@ -164,14 +164,7 @@ class Bench:
         for p in self.procs:
             stop(p)
         if self.standin is not None:
-            if self.standin.stdin:
-                self.standin.stdin.close()
-            try:
-                self.standin.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.standin.kill()
-                self.standin.wait()
-            self.standin.stdout.close()
+            stop_standin(self.standin)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     # 1. size ----------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ import boto3
 
 USER, SECRET_NAME, APP = "ses-smtp-demo", "demo/ses-smtp", "billing-mailer"
 sys.path.insert(0, str(Path(__file__).resolve().parent / "standin"))
-from launch import start_standin  # noqa: E402
+from launch import start_standin, stop_standin  # noqa: E402
 TTY = sys.stdout.isatty()
 GOOD = "\033[32m✓\033[0m" if TTY else "✓"
 BAD = "\033[31m✗\033[0m" if TTY else "✗"
@@ -108,15 +108,8 @@ class Demo:
         if self.lambda_proc and self.lambda_proc.poll() is None:
             self.lambda_proc.kill()
             self.lambda_proc.wait()
-        if self.standin:
-            if self.standin.stdin:
-                self.standin.stdin.close()
-            try:
-                self.standin.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.standin.kill()
-                self.standin.wait()
-            self.standin.stdout.close()
+        if self.standin is not None:
+            stop_standin(self.standin)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def admin(self, method: str, path: str, body: dict | None = None) -> object:

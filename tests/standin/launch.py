@@ -30,3 +30,17 @@ def start_standin(log_path: Path, timeout: float = 60) -> tuple[subprocess.Popen
         raise RuntimeError("the stand-in did not start; the end of its log:\n"
                            + log_path.read_text(errors="replace")[-2000:])
     return proc, json.loads(line)
+
+
+def stop_standin(proc: subprocess.Popen) -> None:
+    """Stops a stand-in the clean way (closing its stdin lets it remove its temp dir), killing
+    it only if it does not exit within 10 s."""
+    if proc.stdin:
+        proc.stdin.close()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    if proc.stdout:
+        proc.stdout.close()
