@@ -102,12 +102,12 @@ async fn login(
                 hint: "there are no credentials to test",
             },
         })?;
-    let tls = target
-        .tls_parameters()
-        .map_err(|e| Error::SmtpUnreachable {
-            endpoint: endpoint.clone(),
-            detail: format!("cannot set up TLS: {e}"),
-        })?;
+    let tls = target.tls_parameters().map_err(|e| {
+        // Not a network problem: the host is no valid TLS name, or no root store loads.
+        Error::Config(format!(
+            "cannot set up TLS for {endpoint}: {e}; check the secret's \"host\" and SSL_CERT_FILE"
+        ))
+    })?;
 
     let start = Instant::now();
     let mut end = start + ctx.config.smtp_test_timeout;
