@@ -383,29 +383,26 @@ impl Clients {
     /// # Errors
     /// [`Error::NoSuchUser`] or [`Error::Iam`].
     pub async fn list_keys(&self, user: &str) -> Result<Vec<KeyInfo>, Error> {
-        let mut keys = Vec::new();
-        let mut marker: Option<String> = None;
-        loop {
-            let out = self
-                .iam
-                .list_access_keys()
-                .user_name(user)
-                .set_marker(marker.take())
-                .send()
-                .await
-                .map_err(|e| Self::user_err("ListAccessKeys", user, &e))?;
-            keys.extend(out.access_key_metadata().iter().filter_map(|m| {
+        let keys = self
+            .iam
+            .list_access_keys()
+            .user_name(user)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| Self::user_err("ListAccessKeys", user, &e))?;
+        Ok(keys
+            .iter()
+            .filter_map(|m| {
                 Some(KeyInfo {
                     id: m.access_key_id()?.to_owned(),
                     active: m.status() == Some(&StatusType::Active),
                     created: m.create_date().copied(),
                 })
-            }));
-            match (out.is_truncated(), out.marker()) {
-                (true, Some(m)) => marker = Some(m.to_owned()),
-                _ => return Ok(keys),
-            }
-        }
+            })
+            .collect())
     }
 
     /// Who owns an access key and whether it was ever used (GetAccessKeyLastUsed); `None` if
@@ -444,25 +441,20 @@ impl Clients {
     /// # Errors
     /// [`Error::Iam`].
     pub async fn user_tags(&self, user: &str) -> Result<HashMap<String, String>, Error> {
-        let mut tags = HashMap::new();
-        let mut marker: Option<String> = None;
-        loop {
-            let out = self
-                .iam
-                .list_user_tags()
-                .user_name(user)
-                .set_marker(marker.take())
-                .send()
-                .await
-                .map_err(|e| Self::user_err("ListUserTags", user, &e))?;
-            for t in out.tags() {
-                tags.insert(t.key().to_owned(), t.value().to_owned());
-            }
-            match (out.is_truncated(), out.marker()) {
-                (true, Some(m)) => marker = Some(m.to_owned()),
-                _ => return Ok(tags),
-            }
-        }
+        let tags = self
+            .iam
+            .list_user_tags()
+            .user_name(user)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| Self::user_err("ListUserTags", user, &e))?;
+        Ok(tags
+            .into_iter()
+            .map(|t| (t.key().to_owned(), t.value().to_owned()))
+            .collect())
     }
 
     /// Sets one tag on the user.

@@ -3,7 +3,9 @@
 use tracing::info;
 
 use super::create::is_our_orphan;
-use super::{StepContext, StepOutcome, TokenState, current_document, pending_document, preamble};
+use super::{
+    StepContext, StepOutcome, TokenState, current_document, document_at, pending_document, preamble,
+};
 use crate::aws::{AWSCURRENT, AWSPENDING, AWSPREVIOUS, CREATING_TAG, CreatingMarker};
 use crate::config::OldKeyAction;
 use crate::error::Error;
@@ -50,7 +52,7 @@ pub async fn finish_secret(ctx: &StepContext<'_>) -> Result<StepOutcome, Error> 
             // Read the old current by the version id the move will name, so both agree.
             let from = state.version_with(AWSCURRENT).map(str::to_owned);
             let old_doc = match &from {
-                Some(v) => old_current_document(ctx, &arn, v).await?,
+                Some(v) => document_at(ctx, &arn, Some(v), AWSCURRENT).await?,
                 None => None,
             };
             ctx.clients
@@ -120,26 +122,6 @@ async fn finish_bootstrap_marker(
     Ok(removed)
 }
 
-/// Reads the AWSCURRENT version `version` (about to become previous).
-async fn old_current_document(
-    ctx: &StepContext<'_>,
-    arn: &str,
-    version: &str,
-) -> Result<Option<SecretDocument>, Error> {
-    let text = ctx
-        .clients
-        .get_value(arn, Some(version), AWSCURRENT)
-        .await?;
-    text.map(|t| {
-        SecretDocument::parse(&t).map_err(|source| Error::MalformedSecret {
-            secret_id: arn.to_owned(),
-            stage: AWSCURRENT,
-            source,
-        })
-    })
-    .transpose()
-}
-
 /// Reads the previous version's document. A version without a value or with a document that
 /// does not parse names no key we could safely act on (`None`); a failed read is an error, so
 /// that Secrets Manager retries instead of the old key silently staying active.
@@ -148,14 +130,10 @@ async fn previous_document(
     arn: &str,
     version: &str,
 ) -> Result<Option<SecretDocument>, Error> {
-    let Some(text) = ctx
-        .clients
-        .get_value(arn, Some(version), AWSPREVIOUS)
-        .await?
-    else {
-        return Ok(None);
-    };
-    Ok(SecretDocument::parse(&text).ok())
+    match document_at(ctx, arn, Some(version), AWSPREVIOUS).await {
+        Err(Error::MalformedSecret { .. }) => Ok(None),
+        other => other,
+    }
 }
 
 async fn retire_old_key(

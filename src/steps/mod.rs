@@ -96,26 +96,42 @@ pub fn already_current(step: &'static str) -> StepOutcome {
     }
 }
 
+/// Reads and parses one version's document (`version` by id, or whichever holds `stage`);
+/// `None` while the version has no value.
+///
+/// # Errors
+/// [`Error::MalformedSecret`] naming the stage, or a Secrets Manager failure.
+pub async fn document_at(
+    ctx: &StepContext<'_>,
+    arn: &str,
+    version: Option<&str>,
+    stage: &'static str,
+) -> Result<Option<SecretDocument>, Error> {
+    let Some(text) = ctx.clients.get_value(arn, version, stage).await? else {
+        return Ok(None);
+    };
+    SecretDocument::parse(&text)
+        .map(Some)
+        .map_err(|source| Error::MalformedSecret {
+            secret_id: arn.to_owned(),
+            stage,
+            source,
+        })
+}
+
 /// Reads and parses the AWSCURRENT document.
 ///
 /// # Errors
 /// [`Error::MalformedSecret`] or a Secrets Manager failure; a secret without a current value
 /// is malformed too.
 pub async fn current_document(ctx: &StepContext<'_>, arn: &str) -> Result<SecretDocument, Error> {
-    let text = ctx
-        .clients
-        .get_value(arn, None, AWSCURRENT)
+    document_at(ctx, arn, None, AWSCURRENT)
         .await?
         .ok_or_else(|| Error::MalformedSecret {
             secret_id: arn.to_owned(),
             stage: AWSCURRENT,
             source: crate::secret::SecretError::NoSecretString,
-        })?;
-    SecretDocument::parse(&text).map_err(|source| Error::MalformedSecret {
-        secret_id: arn.to_owned(),
-        stage: AWSCURRENT,
-        source,
-    })
+        })
 }
 
 /// Reads and parses the pending document for the token, `None` while it has no value.
@@ -126,20 +142,7 @@ pub async fn pending_document(
     ctx: &StepContext<'_>,
     arn: &str,
 ) -> Result<Option<SecretDocument>, Error> {
-    let Some(text) = ctx
-        .clients
-        .get_value(arn, Some(&ctx.event.token), AWSPENDING)
-        .await?
-    else {
-        return Ok(None);
-    };
-    SecretDocument::parse(&text)
-        .map(Some)
-        .map_err(|source| Error::MalformedSecret {
-            secret_id: arn.to_owned(),
-            stage: AWSPENDING,
-            source,
-        })
+    document_at(ctx, arn, Some(&ctx.event.token), AWSPENDING).await
 }
 
 /// What a step did, for the invocation's response and the log.
