@@ -1,4 +1,4 @@
-"""Tests of the local AWS stand-in (tests/standin/standin.py).
+"""Tests of the local AWS stand-in (tests/standin/standin.py, the package tests/standin/sesstandin).
 
 Run from the repo root:  .venv/bin/python -m pytest tests/standin -q
 """
@@ -16,12 +16,12 @@ import socket
 import ssl
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
+from pathlib import Path
 from typing import Any, Callable
 
 import boto3
@@ -31,32 +31,15 @@ from botocore.exceptions import ClientError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-import standin as standin_mod  # noqa: E402
-
-
-def start_standin(*args: str) -> tuple[subprocess.Popen, dict[str, Any]]:
-    """Start standin.py; stdin stays a pipe (closing it stops the process).
-
-    Its stderr goes to a file: a PIPE nobody reads would fill up and block it."""
-    log = tempfile.NamedTemporaryFile(prefix="standin-", suffix=".log", delete=False)
-    p = subprocess.Popen(
-        [sys.executable, os.path.join(HERE, "standin.py"), *args],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
-    )
-    p.log_path = log.name  # type: ignore[attr-defined]
-    log.close()
-    line = p.stdout.readline()
-    if not line:
-        p.kill()
-        with open(p.log_path) as f:  # type: ignore[attr-defined]
-            raise RuntimeError("standin did not start: " + f.read())
-    return p, json.loads(line)
+from launch import start_standin, stop_standin  # noqa: E402
+from sesstandin.common import ses_smtp_password_v4  # noqa: E402
 
 
 class Env:
-    def __init__(self, proc: subprocess.Popen, ready: dict[str, Any]):
+    def __init__(self, proc: subprocess.Popen, ready: dict[str, Any], log_path: Path):
         self.proc = proc
         self.r = ready
+        self.log_path = log_path
         kw = dict(endpoint_url=ready["endpoint"], region_name=ready["region"],
                   aws_access_key_id="test", aws_secret_access_key="test",
                   config=Config(retries={"total_max_attempts": 1, "mode": "standard"}))
@@ -72,15 +55,15 @@ class Env:
             return json.loads(f.read())
 
     # SMTP helpers ------------------------------------------------------------------
-    def smtp_starttls(self) -> smtplib.SMTP:
-        s = smtplib.SMTP(self.r["smtp_host"], self.r["smtp_starttls_port"], timeout=10)
+    def smtp_starttls(self, port: int | None = None) -> smtplib.SMTP:
+        s = smtplib.SMTP(self.r["smtp_host"], port or self.r["smtp_starttls_port"], timeout=10)
         s.ehlo()
         s.starttls(context=self.ssl)
         s.ehlo()
         return s
 
-    def smtp_tls(self) -> smtplib.SMTP_SSL:
-        s = smtplib.SMTP_SSL(self.r["smtp_host"], self.r["smtp_tls_port"], timeout=10, context=self.ssl)
+    def smtp_tls(self, port: int | None = None) -> smtplib.SMTP_SSL:
+        s = smtplib.SMTP_SSL(self.r["smtp_host"], port or self.r["smtp_tls_port"], timeout=10, context=self.ssl)
         s.ehlo()
         return s
 
@@ -105,20 +88,15 @@ def auth(s: smtplib.SMTP, mech: str, user: str, password: str) -> int:
 
 
 def pw(secret: str, region: str) -> str:
-    return standin_mod.ses_smtp_password_v4(secret, region)
+    return ses_smtp_password_v4(secret, region)
 
 
 @pytest.fixture(scope="session")
-def env():
-    p, ready = start_standin()
-    e = Env(p, ready)
-    yield e
-    p.stdin.close()
-    try:
-        p.wait(5)
-    except subprocess.TimeoutExpired:
-        p.kill()
-    os.unlink(p.log_path)
+def env(tmp_path_factory):
+    log = tmp_path_factory.mktemp("standin") / "standin.log"
+    p, ready = start_standin(log)
+    yield Env(p, ready, log)
+    stop_standin(p)
 
 
 @pytest.fixture(autouse=True)
@@ -413,8 +391,7 @@ def test_password_never_recorded(env):
     assert auth(s, "PLAIN", k["AccessKeyId"], p + "x") == 535
     assert auth(s, "LOGIN", k["AccessKeyId"], p) == 235
     s.quit()
-    with open(env.proc.log_path) as f:
-        logged = f.read()
+    logged = env.log_path.read_text()
     dump = json.dumps(env.admin("/smtp/logins")) + json.dumps(env.admin("/keys")) + logged
     assert p not in dump and k["SecretAccessKey"] not in dump
     assert base64.b64encode(p.encode()).decode() not in dump
@@ -665,8 +642,9 @@ def test_dead_poller_does_not_eat_invocations(env, fake_lambda):
 # ---------------------------------------------------------------------------
 
 
-def test_second_instance_ports_and_exit_on_stdin_eof(env):
-    p, r = start_standin("--region", "eu-west-1", "--account", "111122223333")
+def test_second_instance_ports_and_exit_on_stdin_eof(env, tmp_path):
+    log = tmp_path / "standin.log"
+    p, r = start_standin(log, extra_args=["--region", "eu-west-1", "--account", "111122223333"])
     try:
         assert r["region"] == "eu-west-1" and r["account"] == "111122223333"
         mine = {r["endpoint"], r["runtime_api"], r["admin"], r["smtp_starttls_port"], r["smtp_tls_port"]}
@@ -674,7 +652,7 @@ def test_second_instance_ports_and_exit_on_stdin_eof(env):
                   env.r["smtp_tls_port"]}
         assert not mine & theirs
         assert os.path.exists(r["ca_file"])
-        e2 = Env(p, r)
+        e2 = Env(p, r, log)
         k = e2.new_key()
         assert k["AccessKeyId"]
         arn = e2.sm.create_secret(Name="x", SecretString="{}")["ARN"]
@@ -684,13 +662,14 @@ def test_second_instance_ports_and_exit_on_stdin_eof(env):
         assert auth(s, "PLAIN", k["AccessKeyId"], pw(k["SecretAccessKey"], "us-east-1")) in (503, 535)
         s.close()
     finally:
-        p.stdin.close()
-    assert p.wait(5) == 0
+        stop_standin(p)  # closes stdin; kills (returncode != 0) only if it did not exit
+    assert p.returncode == 0
     assert not os.path.exists(r["ca_file"])
 
 
-def test_exit_on_sigterm():
-    p, r = start_standin()
+def test_exit_on_sigterm(tmp_path):
+    p, r = start_standin(tmp_path / "standin.log")
     p.terminate()
     assert p.wait(5) == 0
     assert not os.path.exists(r["ca_file"])
+    stop_standin(p)
