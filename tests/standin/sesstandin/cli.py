@@ -19,7 +19,8 @@ log = logging.getLogger("standin")
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=(PACKAGE_DOC or "").split("\n\n")[0])
+    prog = "python -m sesstandin" if sys.argv[0].endswith("__main__.py") else None
+    ap = argparse.ArgumentParser(prog=prog, description=(PACKAGE_DOC or "").split("\n\n")[0])
     ap.add_argument("--region", default="us-east-1")
     ap.add_argument("--account", default="123456789012")
     ap.add_argument("--smtp-regions", default="",

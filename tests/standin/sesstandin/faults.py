@@ -111,7 +111,9 @@ class FaultMiddleware:
 
     A latency rule is {"service", "action", "seconds", "where"}: every matching request
     sleeps ``seconds`` before the action ("before", default) or after it, before the answer
-    ("after"). Rules do not use up faults and faults do not use up rules.
+    ("after"). Rules do not use up faults and faults do not use up rules. (A ``delay`` fault
+    with count -1 also slows every matching request, but as the first match it stands in
+    front of any later fault for the same action: use a latency rule for lasting latency.)
 
     Every request is logged (see :meth:`list_requests`); CreateAccessKey answers add the key
     id to :attr:`created_keys`.
