@@ -9,16 +9,20 @@ use serde_json::Value;
 
 use crate::error::Error;
 
-/// One of the four rotation steps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One of the four rotation steps, serialised as Secrets Manager names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum Step {
     /// Create the new key and store the pending credentials.
+    #[serde(rename = "createSecret")]
     Create,
     /// Confirm the key is in IAM and Active.
+    #[serde(rename = "setSecret")]
     Set,
     /// Prove the pending credentials log in at SES.
+    #[serde(rename = "testSecret")]
     Test,
     /// Promote the pending version and retire the old key.
+    #[serde(rename = "finishSecret")]
     Finish,
 }
 

@@ -374,6 +374,22 @@ impl SecretDocument {
         })
     }
 
+    /// Whether two documents describe the same IAM user and SMTP destination (`iam_user`,
+    /// `host`, `port`, `tls`, `region`, `regions`): what a pending version must share with
+    /// AWSCURRENT before its credentials are tested or promoted.
+    #[must_use]
+    pub fn same_destination(&self, other: &Self) -> bool {
+        self.iam_user == other.iam_user
+            && self
+                .host
+                .trim_end_matches('.')
+                .eq_ignore_ascii_case(other.host.trim_end_matches('.'))
+            && self.port == other.port
+            && self.tls == other.tls
+            && self.region == other.region
+            && self.raw.get("regions") == other.raw.get("regions")
+    }
+
     /// True when the document has no credentials yet (the first rotation creates them).
     #[must_use]
     pub fn is_bootstrap(&self) -> bool {
