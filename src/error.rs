@@ -328,7 +328,7 @@ impl Error {
             Self::SecretNotFound { .. } => "SecretNotFound",
             Self::RotationNotEnabled { .. } => "RotationNotEnabled",
             Self::VersionNotFound { .. } => "VersionNotFound",
-            Self::VersionNotPending { .. } => "VersionVersionNotPending",
+            Self::VersionNotPending { .. } => "VersionNotPending",
             Self::MalformedSecret { .. } => "MalformedSecret",
             Self::PendingMismatch { .. } => "PendingMismatch",
             Self::KeyBelongsToOtherUser { .. } => "KeyBelongsToOtherUser",

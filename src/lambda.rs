@@ -102,6 +102,7 @@ pub async fn handle(
             deadline,
         };
         info!("step started");
+        tracing::debug!(event = ?event, deadline_known = deadline.is_some(), "parsed rotation event");
         let result = match event.step {
             Step::Create => create::create_secret(&ctx).await,
             Step::Set => set::set_secret(&ctx).await,

@@ -82,7 +82,11 @@ pub async fn finish_secret(ctx: &StepContext<'_>) -> Result<String, Error> {
         }
     };
     let mut result = retire_old_key(ctx, &new_doc, old_doc.as_ref()).await?;
-    let removed = clear_marker(ctx, &new_doc).await?;
+    let old_key = old_doc
+        .as_ref()
+        .and_then(|d| d.credentials.as_ref())
+        .map(|c| c.username.as_str());
+    let removed = clear_marker(ctx, &new_doc, old_key).await?;
     if removed > 0 {
         result.push_str(&format!(
             "; deleted {removed} unused key(s) a failed attempt left"
@@ -94,10 +98,15 @@ pub async fn finish_secret(ctx: &StepContext<'_>) -> Result<String, Error> {
 /// Clears this rotation's attempts from the marker tag (the tag goes when nothing else is
 /// recorded). A key an ended or expired attempt of this rotation made, or a never-used key
 /// in the window of one whose outcome was unknown, is deleted first (never the new current
-/// key), so the completed rotation leaves no key that no version names. Attempts still
+/// key, never the key the previous version names), so the completed rotation leaves no key
+/// that no version names. Attempts still
 /// running are kept: their key, if any, is deleted by the attempt itself when it finds the
 /// version taken, or by the next rotation. Returns how many keys were deleted.
-async fn clear_marker(ctx: &StepContext<'_>, new_doc: &SecretDocument) -> Result<usize, Error> {
+async fn clear_marker(
+    ctx: &StepContext<'_>,
+    new_doc: &SecretDocument,
+    old_key: Option<&str>,
+) -> Result<usize, Error> {
     let user = new_doc.iam_user.as_str();
     let tags = ctx.clients.user_tags(user).await?;
     let Some(value) = tags.get(MARKER_TAG) else {
@@ -116,7 +125,8 @@ async fn clear_marker(ctx: &StepContext<'_>, new_doc: &SecretDocument) -> Result
     let mut removed = 0;
     if !ours.is_empty() {
         for key in ctx.clients.list_keys(user).await? {
-            if Some(key.id.as_str()) == new_key {
+            // The versions' own keys are never an attempt's leftover, whatever their dates.
+            if Some(key.id.as_str()) == new_key || Some(key.id.as_str()) == old_key {
                 continue;
             }
             let named = ours
