@@ -64,6 +64,8 @@ pub struct CreateKeyError {
     /// True when IAM may have made a key although the call failed (timeout, lost or 5xx
     /// response); false for a definite refusal (LimitExceeded, AccessDenied, NoSuchEntity…).
     pub ambiguous: bool,
+    /// IAM refused for the two-keys-per-user limit.
+    pub limit_exceeded: bool,
     /// The error.
     pub error: Error,
 }
@@ -508,12 +510,16 @@ impl Clients {
                     .is_some_and(|r| r.status().is_client_error());
                 return Err(CreateKeyError {
                     ambiguous: !definite,
+                    limit_exceeded: e
+                        .as_service_error()
+                        .is_some_and(|s| s.is_limit_exceeded_exception()),
                     error: Self::user_err("CreateAccessKey", user, &e),
                 });
             }
         };
         let iam_answer = |detail: String| CreateKeyError {
             ambiguous: true,
+            limit_exceeded: false,
             error: Error::IamError {
                 operation: "CreateAccessKey",
                 iam_user: user.to_owned(),

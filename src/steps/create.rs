@@ -15,7 +15,7 @@ use super::{
     ALREADY_CURRENT, StepContext, check_destination, check_same_destination, current_document,
     deadline_epoch, now_epoch, pending_document, pending_state, require_pending_key,
 };
-use crate::aws::{KeyInfo, SecretState, Stage};
+use crate::aws::{CreateKeyError, KeyInfo, SecretState, Stage};
 use crate::config::path_is_under;
 use crate::error::Error;
 use crate::ownership::{
@@ -110,7 +110,9 @@ pub async fn create_secret(ctx: &StepContext<'_>) -> Result<String, Error> {
         key: None,
         state: AttemptState::Open,
     };
-    let mut marker = pruned(marker, &keys, &stale, current_key, now);
+    // Read the marker again just before writing it, so that an attempt that recorded itself
+    // since the facts were read is kept, not overwritten.
+    let mut marker = pruned(record_of(ctx, user).await?, &keys, &stale, current_key, now);
     marker.attempts.push(own.clone());
     ctx.clients
         .tag_user(user, MARKER_TAG, &marker.to_value())
@@ -135,7 +137,33 @@ pub async fn create_secret(ctx: &StepContext<'_>) -> Result<String, Error> {
         save_own(ctx, user, &own).await;
         return Err(err);
     }
-    let (key_id, secret) = mint(ctx, user, &mut own).await?;
+    let (key_id, secret) = match mint(ctx, user, &mut own).await {
+        Ok(minted) => minted,
+        // IAM refused a key for the two-key limit although the stale keys went: another
+        // attempt made one meanwhile (tags are no lock; this is the race's definite end). Say
+        // so, retryably, when the marker shows it.
+        Err(e) if e.limit_exceeded => {
+            let now = now_epoch();
+            return Err(
+                match record_of(ctx, user)
+                    .await?
+                    .other_live(&ctx.event.token, own.start, now)
+                {
+                    Some(other) => Error::AttemptInProgress {
+                        secret_id: arn.to_owned(),
+                        key: other
+                            .key
+                            .clone()
+                            .unwrap_or_else(|| "a key not yet recorded".into()),
+                        started_secs_ago: now - other.start,
+                        deadline_in_secs: other.deadline - now,
+                    },
+                    None => e.error,
+                },
+            );
+        }
+        Err(e) => return Err(e.error),
+    };
 
     // 5. Storing.
     let result = store(ctx, arn, &current, &key_id, secret).await;
@@ -258,7 +286,7 @@ async fn mint(
     ctx: &StepContext<'_>,
     user: &str,
     own: &mut Attempt,
-) -> Result<(String, SecretAccessKey), Error> {
+) -> Result<(String, SecretAccessKey), CreateKeyError> {
     match ctx.clients.create_key(user).await {
         Ok((key_id, secret)) => {
             info!(iam_user = %user, key_id = %key_id, "created access key");
@@ -274,7 +302,7 @@ async fn mint(
                 AttemptState::Ended
             };
             save_own(ctx, user, own).await;
-            Err(failed.error)
+            Err(failed)
         }
     }
 }

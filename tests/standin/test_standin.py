@@ -615,6 +615,20 @@ def test_fault_fail_before_and_after(env):
     assert any(r["action"] == "PutSecretValue" and r.get("status") == 200 for r in reqs)
 
 
+def test_fault_skip_hits_the_nth_matching_request(env):
+    env.iam.create_user(UserName="sk")
+    env.admin("/faults", {"service": "iam", "action": "CreateAccessKey", "mode": "fail_before", "skip": 1})
+    env.iam.create_access_key(UserName="sk")  # the first one passes
+    with pytest.raises(ClientError):
+        env.iam.create_access_key(UserName="sk")  # the second one fails
+    assert len(env.admin("/keys?user=sk")) == 1
+    assert env.admin("/faults") == []
+    key = env.admin("/keys?user=sk")[0]["access_key_id"]
+    env.iam.delete_access_key(UserName="sk", AccessKeyId=key)
+    deleted = env.admin("/iam/deleted-keys")
+    assert [(d["user"], d["key_id"]) for d in deleted] == [("sk", key)]
+
+
 def test_fault_throttle(env):
     env.iam.create_user(UserName="tu")
     env.admin("/faults", {"service": "iam", "action": "CreateAccessKey", "mode": "throttle"})

@@ -25,6 +25,7 @@ IAM and Secrets Manager
     GET  /iam/config, POST /iam/config {"list_lag_seconds": N} -> IAM knobs (ListAccessKeys
                           hides keys younger than N s: IAM eventual consistency)
     GET  /iam/created-keys -> [{"key_id", "user", "time", "answered"}] every key a CreateAccessKey made
+    GET  /iam/deleted-keys -> [{"key_id", "user", "time"}] every key a DeleteAccessKey removed
     GET  /secrets-seen    -> every secret access key minted [{"access_key_id","secret_access_key"}] (test-only)
 SES SMTP (region: query parameter on GET, body field on POST; default the primary region)
     GET  /smtp/config[?region=R], POST /smtp/config {"region"?, knobs...} (partial update) -> the whole config
@@ -136,6 +137,10 @@ def created_keys(st: Standin, q: Query, body: Body) -> Any:
     return st.faults.list_created_keys()
 
 
+def deleted_keys(st: Standin, q: Query, body: Body) -> Any:
+    return st.faults.list_deleted_keys()
+
+
 def secrets_seen(st: Standin, q: Query, body: Body) -> Any:
     return list(SECRETS_SEEN)
 
@@ -226,6 +231,7 @@ ROUTES: dict[tuple[str, str], Handler] = {
     ("GET", "/iam/config"): iam_config,
     ("POST", "/iam/config"): set_iam_config,
     ("GET", "/iam/created-keys"): created_keys,
+    ("GET", "/iam/deleted-keys"): deleted_keys,
     ("GET", "/secrets-seen"): secrets_seen,
     ("GET", "/smtp/config"): smtp_config,
     ("POST", "/smtp/config"): set_smtp_config,

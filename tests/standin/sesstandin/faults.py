@@ -60,6 +60,7 @@ def action_of(environ: dict[str, Any]) -> str:
         body = b""
     environ["wsgi.input"] = io.BytesIO(body)
     environ["CONTENT_LENGTH"] = str(len(body))
+    environ["standin.form_body"] = body
     params = parse_qs(environ.get("QUERY_STRING", ""))
     if "form" in environ.get("CONTENT_TYPE", "") or not environ.get("CONTENT_TYPE"):
         try:
@@ -126,6 +127,7 @@ class FaultMiddleware:
         self.latency: list[dict[str, Any]] = []
         self.requests: collections.deque[dict[str, Any]] = collections.deque(maxlen=10000)
         self.created_keys: list[dict[str, Any]] = []
+        self.deleted_keys: list[dict[str, Any]] = []
 
     # -- configuration -------------------------------------------------------------------
     def add(self, fault: dict[str, Any]) -> dict[str, Any]:
@@ -134,6 +136,9 @@ class FaultMiddleware:
             "action": fault.get("action", ANY),
             "mode": fault.get("mode", "fail_before"),
             "count": int(fault.get("count", 1)),
+            # Let this many matching requests through before the fault applies (to hit the
+            # n-th call of an action within a rotation).
+            "skip": int(fault.get("skip", 0)),
             "hits": 0,
         }
         for opt in ("status", "code", "message", "delay_seconds"):
@@ -192,6 +197,7 @@ class FaultMiddleware:
         with self.lock:
             self.requests.clear()
             self.created_keys.clear()
+            self.deleted_keys.clear()
 
     def list_requests(self) -> list[dict[str, Any]]:
         """Every request so far (the last 10,000): ``time`` (arrival), ``end_time`` (answer
@@ -215,6 +221,9 @@ class FaultMiddleware:
         with self.lock:
             for f in self.faults:
                 if not _matches(f, service, action) or f["count"] == 0:
+                    continue
+                if f["skip"] > 0:
+                    f["skip"] -= 1
                     continue
                 if f["count"] > 0:
                     f["count"] -= 1
@@ -272,6 +281,10 @@ class FaultMiddleware:
                 result.close()
         return captured["status"], list(captured["headers"]), b"".join(chunks)
 
+    def list_deleted_keys(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [dict(k) for k in self.deleted_keys]
+
     def _record_created_key(self, entry: dict[str, Any], body: bytes, answered: bool) -> None:
         key_id, user = created_key_of(body)
         if key_id is None:
@@ -318,6 +331,17 @@ class FaultMiddleware:
                 status, headers, body = self._error(service, action, fault)
             elif is_create_key and performed_ok:
                 self._record_created_key(entry, body, answered=True)
+            if service == "iam" and action == "DeleteAccessKey" and performed_ok:
+                # Which key of which user went: with CreateAccessKey's answers this replays how
+                # many keys a user held at any instant (GET /iam/deleted-keys).
+                try:
+                    form = parse_qs(environ.get("standin.form_body", b"").decode("utf-8"))
+                except UnicodeDecodeError:
+                    form = {}
+                with self.lock:
+                    self.deleted_keys.append({"key_id": (form.get("AccessKeyId") or [""])[0],
+                                              "user": (form.get("UserName") or [""])[0],
+                                              "time": entry["time"]})
         if after:
             time.sleep(after)
         code = int(status.split()[0])
