@@ -12,7 +12,8 @@ use crate::aws::Clients;
 use crate::config::Config;
 use crate::error::Error;
 use crate::event::{RotationEvent, Step};
-use crate::steps::{StepContext, StepOutcome, create, finish, set, test};
+use crate::metrics::InvocationMetrics;
+use crate::steps::{Observed, StepContext, StepOutcome, create, finish, set, test};
 
 /// Runs the Lambda runtime loop. Invalid configuration fails here, before the first event.
 #[must_use]
@@ -86,10 +87,18 @@ pub async fn handle(
     payload: &Value,
     deadline: Option<Instant>,
 ) -> Result<StepOutcome, Error> {
+    let started = Instant::now();
     let event = match RotationEvent::parse(payload) {
         Ok(e) => e,
         Err(e) => {
             error!(error_type = e.error_type(), "{e}");
+            emit_metrics(&InvocationMetrics {
+                step: "invalid".into(),
+                duration_ms: elapsed_ms(started),
+                success: false,
+                auth_attempts: None,
+                propagation_seconds: None,
+            });
             return Err(e);
         }
     };
@@ -100,6 +109,7 @@ pub async fn handle(
             config,
             event: &event,
             deadline,
+            observed: Observed::default(),
         };
         info!("step started");
         tracing::debug!(event = ?event, deadline_known = deadline.is_some(), "parsed rotation event");
@@ -109,6 +119,13 @@ pub async fn handle(
             Step::Test => test::test_secret(&ctx).await,
             Step::Finish => finish::finish_secret(&ctx).await,
         };
+        emit_metrics(&InvocationMetrics {
+            step: event.step.to_string(),
+            duration_ms: elapsed_ms(started),
+            success: result.is_ok(),
+            auth_attempts: ctx.observed.auth_attempts.get(),
+            propagation_seconds: ctx.observed.propagation_seconds.get(),
+        });
         match result {
             Ok(result) => {
                 info!(result = %result, "step succeeded");
@@ -125,6 +142,25 @@ pub async fn handle(
     }
     .instrument(span)
     .await
+}
+
+fn elapsed_ms(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Writes the invocation's EMF line straight to stdout (not through the log filter: it is
+/// data, not a log line, and must not depend on RUST_LOG), where Lambda hands it to
+/// CloudWatch Logs.
+fn emit_metrics(m: &InvocationMetrics) {
+    use std::io::Write;
+    let now_ms = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").ok();
+    let line = m.to_emf(now_ms, function.as_deref());
+    let mut out = std::io::stdout().lock();
+    // A closed stdout must not fail the rotation: the metric is lost, the step is not.
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }
 
 /// Crates that never log below `warn`, whatever `RUST_LOG` says: at debug/trace the AWS SDK

@@ -24,6 +24,7 @@ pub mod error;
 pub mod event;
 pub mod identify;
 pub mod lambda;
+pub mod metrics;
 pub mod ownership;
 pub mod password;
 pub mod secret;

@@ -79,7 +79,10 @@ pub enum AttemptState {
 pub struct Attempt {
     /// [`token_digest`] of the rotation's token.
     pub token: String,
-    /// Epoch seconds when it began.
+    /// Epoch milliseconds when it began: the attempt's identity (two attempts in one second
+    /// stay apart).
+    pub started_ms: i64,
+    /// Epoch seconds when it began (IAM's dates have one-second resolution).
     pub start: i64,
     /// Epoch seconds when its invocation's deadline passes (its lease ends at the latest).
     pub deadline: i64,
@@ -120,7 +123,7 @@ impl Attempt {
         let mut v = format!(
             "{}:{}:{}:{flag}",
             self.token,
-            self.start,
+            self.started_ms,
             (self.deadline - self.start).clamp(0, 99_999)
         );
         if let Some(k) = &self.key {
@@ -133,7 +136,8 @@ impl Attempt {
     fn decode(item: &str) -> Option<Self> {
         let mut parts = item.split(':');
         let token = parts.next()?.to_owned();
-        let start = parts.next()?.parse::<i64>().ok()?;
+        let started_ms = parts.next()?.parse::<i64>().ok()?;
+        let start = started_ms.div_euclid(1000);
         let lease = parts.next()?.parse::<i64>().ok()?;
         let state = match parts.next()? {
             "o" => AttemptState::Open,
@@ -147,6 +151,7 @@ impl Attempt {
         }
         Some(Self {
             token,
+            started_ms,
             start,
             deadline: start + lease,
             key,
@@ -180,6 +185,7 @@ impl Marker {
                 .filter_map(|p| match p.strip_prefix("k:") {
                     Some(k) => Some(Attempt {
                         token: token.clone(),
+                        started_ms: 0,
                         start: 0,
                         deadline: 0,
                         key: Some(k.to_owned()),
@@ -187,6 +193,7 @@ impl Marker {
                     }),
                     None => p.parse::<i64>().ok().map(|t| Attempt {
                         token: token.clone(),
+                        started_ms: t.saturating_mul(1000),
                         start: t,
                         deadline: t + WINDOW_SECS,
                         key: None,
@@ -218,11 +225,11 @@ impl Marker {
         self.attempts.is_empty()
     }
 
-    /// The attempt that began at `start` for `token`, if recorded.
-    pub fn find_mut(&mut self, token: &str, start: i64) -> Option<&mut Attempt> {
+    /// The attempt of `token` (digest) that began at `started_ms`, if recorded.
+    pub fn find_mut(&mut self, token: &str, started_ms: i64) -> Option<&mut Attempt> {
         self.attempts
             .iter_mut()
-            .find(|a| a.token == token && a.start == start)
+            .find(|a| a.token == token && a.started_ms == started_ms)
     }
 
     /// Whether any attempt of `token` (full token) made a key or may have.
@@ -235,13 +242,13 @@ impl Marker {
             .find(|a| a.token == t && (a.key.is_some() || a.has_window()))
     }
 
-    /// A live attempt of `token` (full token) other than the one that began at `start`.
+    /// A live attempt of `token` (full token) other than the one that began at `started_ms`.
     #[must_use]
-    pub fn other_live(&self, token: &str, start: i64, now: i64) -> Option<&Attempt> {
+    pub fn other_live(&self, token: &str, started_ms: i64, now: i64) -> Option<&Attempt> {
         let t = token_digest(token);
         self.attempts
             .iter()
-            .find(|a| a.token == t && a.start != start && a.is_live(now))
+            .find(|a| a.token == t && a.started_ms != started_ms && a.is_live(now))
     }
 }
 
@@ -401,6 +408,7 @@ mod tests {
     fn attempt(start: i64, key: Option<&str>, state: AttemptState) -> Attempt {
         Attempt {
             token: token_digest(TOK),
+            started_ms: start * 1000,
             start,
             deadline: start + 300,
             key: key.map(str::to_owned),
@@ -635,6 +643,7 @@ mod tests {
         for i in 0..9 {
             m.attempts.push(Attempt {
                 token: token_digest(TOK),
+                started_ms: (NOW + i) * 1000 + 999,
                 start: NOW + i,
                 deadline: NOW + i + 900,
                 key: Some("AKIAABCDEFGHIJKLMNOP".into()),

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Env, assert_invariants, assert_ok, assert_refused, setup, steps};
+use common::{Env, assert_invariants, assert_ok, assert_refused, emf_lines, setup, steps};
 use serde_json::{Value, json};
 
 #[test]
@@ -572,8 +572,9 @@ fn bootstrap_leaves_only_the_owner_tag_and_a_second_secret_may_not_share_the_use
     let mut doc = env.doc(&arn, "AWSCURRENT").unwrap();
     doc["team"] = "other".into();
     let other = env.create_secret("smtp/other", &doc);
+    let other_token = env.pending(&other);
     let before = env.snapshot("ses-smtp", &other);
-    let r = env.rotate(&other, None);
+    let r = env.rotate(&other, Some(&other_token));
     assert_refused(
         &env,
         &other,
@@ -684,4 +685,45 @@ fn process_killed_between_create_key_and_storing_it() {
 #[test]
 fn process_killed_while_retiring_the_old_key() {
     killed_mid_step_then_retry("iam", "UpdateAccessKey");
+}
+
+#[test]
+fn every_invocation_writes_one_valid_emf_line_without_secrets() {
+    let (env, arn) = setup(&[]);
+    // A key that needs two seconds before SES accepts it: testSecret retries and measures.
+    env.smtp_config(json!({"propagation_delay_seconds": 2}));
+    assert_ok(&env.rotate(&arn, None));
+    let token = env.pending(&arn);
+    let bad = env.invoke("bogusStep", &arn, &token);
+    assert_eq!(bad["ok"], false);
+    let lines = emf_lines(&env);
+    let got: Vec<(String, i64)> = lines
+        .iter()
+        .map(|l| {
+            (
+                l["Step"].as_str().expect("step").to_owned(),
+                l["Success"].as_i64().expect("success"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("createSecret".to_owned(), 1),
+            ("setSecret".to_owned(), 1),
+            ("testSecret".to_owned(), 1),
+            ("finishSecret".to_owned(), 1),
+            ("invalid".to_owned(), 0),
+        ]
+    );
+    let test = &lines[2];
+    assert!(
+        test["AuthAttempts"].as_u64().expect("attempts") >= 2,
+        "{test}"
+    );
+    let p = test["PropagationSeconds"].as_f64().expect("propagation");
+    assert!((1.0..30.0).contains(&p), "{test}");
+    assert!(lines[0].get("AuthAttempts").is_none());
+    assert!(lines.iter().all(|l| l["Duration"].as_u64().is_some()));
+    env.assert_no_secrets_leaked(Some(&arn));
 }

@@ -105,6 +105,7 @@ pub async fn create_secret(ctx: &StepContext<'_>) -> Result<String, Error> {
     // 4. Minting: the attempt is recorded before CreateAccessKey, its key right after.
     let mut own = Attempt {
         token: token_digest(&ctx.event.token),
+        started_ms: super::now_epoch_ms(),
         start: now,
         deadline: deadline_epoch(ctx),
         key: None,
@@ -120,9 +121,10 @@ pub async fn create_secret(ctx: &StepContext<'_>) -> Result<String, Error> {
     // Another attempt of this rotation that recorded itself meanwhile is running: let it
     // finish (the tags are read again after our own write, so of two attempts at least one
     // sees the other).
-    if let Some(other) = record_of(ctx, user)
-        .await?
-        .other_live(&ctx.event.token, own.start, now)
+    if let Some(other) =
+        record_of(ctx, user)
+            .await?
+            .other_live(&ctx.event.token, own.started_ms, now)
     {
         let err = Error::AttemptInProgress {
             secret_id: arn.to_owned(),
@@ -147,7 +149,7 @@ pub async fn create_secret(ctx: &StepContext<'_>) -> Result<String, Error> {
             return Err(
                 match record_of(ctx, user)
                     .await?
-                    .other_live(&ctx.event.token, own.start, now)
+                    .other_live(&ctx.event.token, own.started_ms, now)
                 {
                     Some(other) => Error::AttemptInProgress {
                         secret_id: arn.to_owned(),
@@ -189,7 +191,7 @@ async fn record_of(ctx: &StepContext<'_>, user: &str) -> Result<Marker, Error> {
 async fn save_own(ctx: &StepContext<'_>, user: &str, own: &Attempt) {
     let saved = async {
         let mut marker = record_of(ctx, user).await?;
-        match marker.find_mut(&own.token, own.start) {
+        match marker.find_mut(&own.token, own.started_ms) {
             Some(a) => *a = own.clone(),
             None => marker.attempts.push(own.clone()),
         }

@@ -29,6 +29,18 @@ pub struct StepContext<'a> {
     pub event: &'a RotationEvent,
     /// When the invocation must have answered (from the Lambda context), if known.
     pub deadline: Option<Instant>,
+    /// What the step observed for the invocation's metrics (testSecret's AUTH attempts and
+    /// the new key's propagation time), recorded even when the step fails.
+    pub observed: Observed,
+}
+
+/// Numbers a step observed, for the invocation's metric line.
+#[derive(Debug, Default)]
+pub struct Observed {
+    /// AUTH attempts made (testSecret).
+    pub auth_attempts: std::cell::Cell<Option<u32>>,
+    /// Seconds from the tested key's creation to its first accepted login (testSecret).
+    pub propagation_seconds: std::cell::Cell<Option<f64>>,
 }
 
 /// Where the token stands, as the preamble found it.
@@ -199,6 +211,14 @@ pub fn now_epoch() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Milliseconds since the Unix epoch, by this machine's clock.
+#[must_use]
+pub fn now_epoch_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// The invocation's deadline in epoch seconds (the lease an attempt records); without a

@@ -95,10 +95,32 @@ pub async fn test_secret(ctx: &StepContext<'_>) -> Result<String, Error> {
     };
     check_destination(ctx, arn, &doc, which)?;
     let key_id = login(ctx, &doc, which).await?;
+    if which == Stage::Pending {
+        note_propagation(ctx, &doc, &key_id).await;
+    }
     Ok(format!(
         "SES accepted the {} credentials for {key_id}",
         which.label()
     ))
+}
+
+/// Records how long after its creation the new key was first accepted (IAM's dates have one
+/// second resolution). Best effort: a failed listing only leaves the figure out.
+async fn note_propagation(ctx: &StepContext<'_>, doc: &SecretDocument, key_id: &str) {
+    let Ok(keys) = ctx.clients.list_keys(&doc.iam_user).await else {
+        return;
+    };
+    let Some(created) = keys.iter().find(|k| k.id == key_id).and_then(|k| k.created) else {
+        return;
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    #[allow(clippy::cast_precision_loss)]
+    let created = created.secs() as f64 + f64::from(created.subsec_nanos()) / 1e9;
+    ctx.observed
+        .propagation_seconds
+        .set(Some((now - created).max(0.0)));
 }
 
 fn jitter(d: Duration) -> Duration {
@@ -151,6 +173,7 @@ async fn login(ctx: &StepContext<'_>, doc: &SecretDocument, which: Stage) -> Res
             break;
         }
         attempts += 1;
+        ctx.observed.auth_attempts.set(Some(attempts));
         let result = try_login_and_send(
             &target,
             &tls,

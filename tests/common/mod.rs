@@ -738,3 +738,37 @@ pub fn assert_refused(
         "a refused request changed something"
     );
 }
+
+/// The CloudWatch EMF lines the binaries printed, each checked against the EMF specification
+/// (an `_aws` member with an integer Timestamp; every directive's dimensions and metrics are
+/// members of the root, strings and numbers respectively; known units).
+pub fn emf_lines(env: &Env) -> Vec<Value> {
+    env.lambda_output()
+        .lines()
+        .filter(|l| l.contains("\"_aws\""))
+        .map(|line| {
+            let v: Value = serde_json::from_str(line).expect("an EMF line is JSON");
+            let aws = &v["_aws"];
+            assert!(aws["Timestamp"].is_u64(), "{line}");
+            for d in aws["CloudWatchMetrics"].as_array().expect("directives") {
+                assert_eq!(d["Namespace"], "SesSmtpRotator", "{line}");
+                for set in d["Dimensions"].as_array().expect("dimensions") {
+                    for name in set.as_array().expect("dimension set") {
+                        let name = name.as_str().expect("name");
+                        assert!(v[name].is_string(), "dimension {name}: {line}");
+                    }
+                }
+                for m in d["Metrics"].as_array().expect("metrics") {
+                    let name = m["Name"].as_str().expect("name");
+                    assert!(v[name].is_number(), "metric {name}: {line}");
+                    assert!(
+                        ["Milliseconds", "Seconds", "Count", "None"]
+                            .contains(&m["Unit"].as_str().expect("unit")),
+                        "{line}"
+                    );
+                }
+            }
+            v
+        })
+        .collect()
+}
