@@ -77,7 +77,7 @@ standin-test: venv
 # rotation orchestrator, with state read back from moto and the SES emulator.
 e2e: venv build
 	SES_SMTP_ROTATOR_BIN=$(BIN) STANDIN_PYTHON=$(CURDIR)/$(VPY) \
-	  $(CARGO) test --locked --test '*'
+	  $(CARGO) test --locked --test '*' -- --show-output
 
 template-lint: deps
 	bash deploy/lint.sh

@@ -72,8 +72,20 @@ pub async fn create_secret(ctx: &StepContext<'_>) -> Result<String, Error> {
         .map(|v| Marker::parse(v))
         .unwrap_or_default();
     let keys = ctx.clients.list_keys(user).await?;
-    let previous_key = previous_key(ctx, &state, &current).await?;
     let current_key = current.credentials.as_ref().map(|c| c.username.as_str());
+    // AWSPREVIOUS is read only when some key is neither the current one nor an attempt's.
+    let unexplained = keys.iter().any(|k| {
+        Some(k.id.as_str()) != current_key
+            && !marker
+                .attempts
+                .iter()
+                .any(|a| a.key.as_deref() == Some(k.id.as_str()))
+    });
+    let previous_key = if unexplained {
+        previous_key(ctx, &state, &current).await?
+    } else {
+        None
+    };
     let mut lookups = HashMap::new();
     for id in ownership::keys_to_look_up(current_key, previous_key.as_deref(), &keys, &marker) {
         let answer = ctx.clients.key_usage(&id, user).await?;
@@ -111,21 +123,17 @@ pub async fn create_secret(ctx: &StepContext<'_>) -> Result<String, Error> {
         key: None,
         state: AttemptState::Open,
     };
-    // Read the marker again just before writing it, so that an attempt that recorded itself
-    // since the facts were read is kept, not overwritten.
-    let mut marker = pruned(record_of(ctx, user).await?, &keys, &stale, current_key, now);
+    let mut marker = pruned(marker, &keys, &stale, current_key, now);
     marker.attempts.push(own.clone());
     ctx.clients
         .tag_user(user, MARKER_TAG, &marker.to_value())
         .await?;
     // Another attempt of this rotation that recorded itself meanwhile is running: let it
-    // finish (the tags are read again after our own write, so of two attempts at least one
-    // sees the other).
-    if let Some(other) =
-        record_of(ctx, user)
-            .await?
-            .other_live(&ctx.event.token, own.started_ms, now)
-    {
+    // finish (the tags are read again after our own write, so of two attempts that overlap
+    // here at least one sees the other; tags are no lock, so the rarer interleavings end at
+    // IAM's two-key limit or at PutSecretValue's ResourceExists, both handled below).
+    let mut marker = record_of(ctx, user).await?;
+    if let Some(other) = marker.other_live(&ctx.event.token, own.started_ms, now) {
         let err = Error::AttemptInProgress {
             secret_id: arn.to_owned(),
             key: other
@@ -136,10 +144,10 @@ pub async fn create_secret(ctx: &StepContext<'_>) -> Result<String, Error> {
             deadline_in_secs: other.deadline - now,
         };
         own.state = AttemptState::Ended;
-        save_own(ctx, user, &own).await;
+        save_own(ctx, user, &mut marker, &own).await;
         return Err(err);
     }
-    let (key_id, secret) = match mint(ctx, user, &mut own).await {
+    let (key_id, secret) = match mint(ctx, user, &mut marker, &mut own).await {
         Ok(minted) => minted,
         // IAM refused a key for the two-key limit although the stale keys went: another
         // attempt made one meanwhile (tags are no lock; this is the race's definite end). Say
@@ -170,7 +178,7 @@ pub async fn create_secret(ctx: &StepContext<'_>) -> Result<String, Error> {
     // 5. Storing.
     let result = store(ctx, arn, &current, &key_id, secret).await;
     own.state = AttemptState::Ended;
-    save_own(ctx, user, &own).await;
+    save_own(ctx, user, &mut marker, &own).await;
     result
 }
 
@@ -185,22 +193,19 @@ async fn record_of(ctx: &StepContext<'_>, user: &str) -> Result<Marker, Error> {
         .unwrap_or_default())
 }
 
-/// Writes this attempt's record into the marker as it is now (read again, so that another
-/// attempt's record written meanwhile is kept). Best effort: an attempt whose end is not
-/// recorded simply runs out at its deadline.
-async fn save_own(ctx: &StepContext<'_>, user: &str, own: &Attempt) {
-    let saved = async {
-        let mut marker = record_of(ctx, user).await?;
-        match marker.find_mut(&own.token, own.started_ms) {
-            Some(a) => *a = own.clone(),
-            None => marker.attempts.push(own.clone()),
-        }
-        ctx.clients
-            .tag_user(user, MARKER_TAG, &marker.to_value())
-            .await
+/// Writes this attempt's record into the marker (as last read, after this attempt recorded
+/// itself). Best effort: an attempt whose progress is not recorded simply runs out at its
+/// deadline.
+async fn save_own(ctx: &StepContext<'_>, user: &str, marker: &mut Marker, own: &Attempt) {
+    match marker.find_mut(&own.token, own.started_ms) {
+        Some(a) => *a = own.clone(),
+        None => marker.attempts.push(own.clone()),
     }
-    .await;
-    if let Err(e) = saved {
+    if let Err(e) = ctx
+        .clients
+        .tag_user(user, MARKER_TAG, &marker.to_value())
+        .await
+    {
         warn!(error = %e, "could not record this attempt's progress in the marker tag; its lease runs out at its deadline");
     }
 }
@@ -287,6 +292,7 @@ fn pruned(
 async fn mint(
     ctx: &StepContext<'_>,
     user: &str,
+    marker: &mut Marker,
     own: &mut Attempt,
 ) -> Result<(String, SecretAccessKey), CreateKeyError> {
     match ctx.clients.create_key(user).await {
@@ -294,7 +300,7 @@ async fn mint(
             info!(iam_user = %user, key_id = %key_id, "created access key");
             // Name the key at once, so that only a lost response leaves a window to decide.
             own.key = Some(key_id.clone());
-            save_own(ctx, user, own).await;
+            save_own(ctx, user, marker, own).await;
             Ok((key_id, secret))
         }
         Err(failed) => {
@@ -303,7 +309,7 @@ async fn mint(
             } else {
                 AttemptState::Ended
             };
-            save_own(ctx, user, own).await;
+            save_own(ctx, user, marker, own).await;
             Err(failed)
         }
     }

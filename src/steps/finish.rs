@@ -123,7 +123,11 @@ async fn clear_marker(
         .cloned()
         .collect();
     let mut removed = 0;
-    if !ours.is_empty() {
+    // Only an attempt that did not end by storing the new key can have left one behind.
+    let may_have_left = ours
+        .iter()
+        .any(|a| a.key.is_none() || a.key.as_deref() != new_key);
+    if may_have_left {
         for key in ctx.clients.list_keys(user).await? {
             // The versions' own keys are never an attempt's leftover, whatever their dates.
             if Some(key.id.as_str()) == new_key || Some(key.id.as_str()) == old_key {
@@ -148,9 +152,11 @@ async fn clear_marker(
             }
         }
     }
-    marker
-        .attempts
-        .retain(|a| a.is_live(now) || (a.token != token && a.key.as_deref() != new_key));
+    // This rotation's attempts go (a live one that made the new key is done as well).
+    marker.attempts.retain(|a| {
+        a.token != token && a.key.as_deref() != new_key
+            || a.token == token && a.is_live(now) && a.key.as_deref() != new_key
+    });
     if marker.is_empty() {
         ctx.clients.untag_user(user, MARKER_TAG).await?;
     } else if marker.to_value() != *value {
