@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make bench`: print speed, size and memory figures of the release binary (see bench/README.md).
+# `make bench`: speed, size and memory figures of the release binary beside a Python rotator of
+# the same contract (bench/python_rotator/), against the same stand-ins (see bench/README.md).
 # Figures only, never pass/fail thresholds; exits non-zero only if something does not work.
 # Needs the release binary and the stand-in venv: `make bench` builds both first.
 set -euo pipefail
@@ -20,4 +21,5 @@ fi
 
 echo "ses-smtp-rotator bench — $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, $(uname -sm)," \
      "commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || echo '+changes')"
+echo "Python rotator (bench/python_rotator/): $("$py" -c 'import sys, boto3; print(f"Python {sys.version.split()[0]}, boto3 {boto3.__version__}")'), $py"
 exec "$py" "$root/bench/bench.py" --bin "$bin" "$@"

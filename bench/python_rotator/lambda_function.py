@@ -60,11 +60,11 @@ def lambda_handler(event, context):
         ValueError: if the secret is not set up for rotation or the version is not pending.
         KeyError: if the event lacks a key.
     """
+    step = event.get("Step")
+    if step not in ("createSecret", "setSecret", "testSecret", "finishSecret"):
+        raise ValueError("Invalid step parameter")
     arn = event["SecretId"]
     token = event["ClientRequestToken"]
-    step = event["Step"]
-    if step not in ("createSecret", "setSecret", "testSecret", "finishSecret"):
-        raise ValueError("Invalid step parameter %r" % step)
 
     metadata = secretsmanager.describe_secret(SecretId=arn)
     if not metadata.get("RotationEnabled"):
