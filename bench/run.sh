@@ -22,5 +22,6 @@ fi
 echo "ses-smtp-rotator bench — $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, $(uname -sm)," \
      "load average $(cut -d' ' -f1-3 /proc/loadavg)," \
      "commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || echo '+changes')"
+echo "Binary: $bin, $(stat -c %s "$bin") bytes, built $(date -u -d @"$(stat -c %Y "$bin")" '+%Y-%m-%d %H:%M UTC')"
 echo "Python rotator (bench/python_rotator/): $("$py" -c 'import sys, boto3; print(f"Python {sys.version.split()[0]}, boto3 {boto3.__version__}")'), $py"
 exec "$py" "$root/bench/bench.py" --bin "$bin" "$@"

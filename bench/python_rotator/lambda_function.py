@@ -42,7 +42,8 @@ iam_no_retry = boto3.client("iam", config=Config(retries={"total_max_attempts": 
 
 SMTP_TEST_TIMEOUT = float(os.environ.get("SMTP_TEST_TIMEOUT_SECONDS", "60"))
 SMTP_CONNECT_TIMEOUT = float(os.environ.get("SMTP_CONNECT_TIMEOUT_SECONDS", "10"))
-# The same retry policy as the Rust rotator's testSecret: 0.5 s doubling to 8 s, jitter ±25 %.
+# The classic capped doubling backoff, as most published rotators retry: 0.5 s doubling to 8 s,
+# jitter ±25 % (the Rust rotator's policy until it moved to one attempt a second).
 FIRST_BACKOFF, MAX_BACKOFF = 0.5, 8.0
 DEADLINE_MARGIN = 3.0
 UNREACHABLE_ATTEMPTS = 2
