@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
-# Offline checks of the SAM template: cfn-lint, sam validate --lint, checkov (and the four
-# sample rotation events). Creates the pinned tool venvs under the repo root when missing or
-# when their requirements file changed:
+# Offline checks of the SAM template and the application stack (deploy/app-stack.yaml):
+# cfn-lint, sam validate --lint, checkov, each over every deployment variant (Scope single
+# and shared, ReplicaRegions unset/set, alerting and KMS on/off: deploy/variants.py renders
+# one template per variant with those values as defaults and checks the values the
+# intrinsics build), and the four sample rotation events. Creates the pinned tool venvs
+# under the repo root when missing or when their requirements file changed:
 #   .venv-lint  <- deploy/requirements-lint.txt  (cfn-lint, checkov)
 #   .venv-sam   <- deploy/requirements-sam.txt   (aws-sam-cli, cargo-lambda)
 # Needs no AWS account, credentials or network (only PyPI, the first time).
 # One line per check; exits non-zero if any check has a finding.
 #
 # Environment: PYTHON (interpreter for the venvs, default python3), TEMPLATE (default
-# template.yaml at the repo root).
+# template.yaml at the repo root; the variants are always rendered from template.yaml).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON="${PYTHON:-python3}"
 TEMPLATE="${TEMPLATE:-$ROOT/template.yaml}"
+APP_TEMPLATE="$ROOT/deploy/app-stack.yaml"
 LINT_VENV="$ROOT/.venv-lint"
 SAM_VENV="$ROOT/.venv-sam"
 
@@ -63,35 +67,61 @@ report() {
 
 seconds() { echo $((SECONDS - $1))s; }
 
-# 1. cfn-lint (errors, warnings and informational findings all fail).
+# 0. Render the variants and check the values CloudFormation would compute for each.
 t=$SECONDS rc=0
-"$LINT_VENV/bin/cfn-lint" --include-checks I -- "$TEMPLATE" >"$OUT/cfn-lint.log" 2>&1 || rc=$?
-report cfn-lint "$rc" "cfn-lint $("$LINT_VENV/bin/cfn-lint" --version | awk '{print $2}'), $(seconds $t)" "$OUT/cfn-lint.log"
+RENDERS="$OUT/renders"
+"$LINT_VENV/bin/python" "$ROOT/deploy/variants.py" "$RENDERS" >"$OUT/variants.log" 2>&1 || rc=$?
+nvariants=$(find "$RENDERS" -name '*.json' 2>/dev/null | wc -l)
+report variants "$rc" "$nvariants variants rendered, documents/replicas/scope/concurrency checked, $(seconds $t)" "$OUT/variants.log"
+mapfile -t renders < <(find "$RENDERS" -name '*.json' | sort)
+# sam validate takes ~4 s a template: the two scopes with every option on suffice for the
+# SAM translation (the defaults variant is the template itself).
+main_renders=("$RENDERS/single-replicas.json" "$RENDERS/single-existing-secret.json" "$RENDERS/shared-alerts-kms.json")
 
-# 2. sam validate --lint (SAM translation + cfn-lint as bundled with SAM CLI).
+# 1. cfn-lint (errors, warnings and informational findings all fail): the two templates as
+#    written, then every variant.
 t=$SECONDS rc=0
-"$SAM_VENV/bin/sam" validate --lint --region us-east-1 --template-file "$TEMPLATE" \
-  >"$OUT/sam.log" 2>&1 || rc=$?
-report "sam validate" "$rc" "sam $("$SAM_VENV/bin/sam" --version | awk '{print $NF}'), $(seconds $t)" "$OUT/sam.log"
+"$LINT_VENV/bin/cfn-lint" --include-checks I -- "$TEMPLATE" "$APP_TEMPLATE" "${renders[@]}" \
+  >"$OUT/cfn-lint.log" 2>&1 || rc=$?
+report cfn-lint "$rc" "cfn-lint $("$LINT_VENV/bin/cfn-lint" --version | awk '{print $2}'), $((2 + ${#renders[@]})) templates, $(seconds $t)" "$OUT/cfn-lint.log"
 
-# 3. checkov, CloudFormation framework. Skips live in the template, each with its reason
+# 2. sam validate --lint (SAM translation + cfn-lint as bundled with SAM CLI), on the
+#    template and on three variants of it.
+t=$SECONDS rc=0
+: >"$OUT/sam.log"
+for f in "$TEMPLATE" "${main_renders[@]}"; do
+  echo "== ${f#"$ROOT"/}" >>"$OUT/sam.log"
+  "$SAM_VENV/bin/sam" validate --lint --region us-east-1 --template-file "$f" \
+    >>"$OUT/sam.log" 2>&1 || rc=$?
+done
+report "sam validate" "$rc" "sam $("$SAM_VENV/bin/sam" --version | awk '{print $NF}'), $((1 + ${#main_renders[@]})) templates, $(seconds $t)" "$OUT/sam.log"
+
+# 3. checkov, CloudFormation framework, over the templates and every variant in one run.
+#    Skips live in the templates, each with its reason
 #    (Metadata: checkov: skip: - id: ... comment: ...).
 t=$SECONDS rc=0
-"$LINT_VENV/bin/checkov" --file "$TEMPLATE" --framework cloudformation --skip-download \
+CHECKOV_DIR="$OUT/checkov-in"
+mkdir -p "$CHECKOV_DIR"
+cp "$TEMPLATE" "$CHECKOV_DIR/template.yaml"
+cp "$APP_TEMPLATE" "$CHECKOV_DIR/app-stack.yaml"
+cp "${renders[@]}" "$CHECKOV_DIR/"
+"$LINT_VENV/bin/checkov" --directory "$CHECKOV_DIR" --framework cloudformation --skip-download \
   --output json >"$OUT/checkov.json" 2>"$OUT/checkov.err" || rc=$?
 summary="$("$LINT_VENV/bin/python" - "$OUT/checkov.json" <<'PY' 2>>"$OUT/checkov.err"
 import json, sys
 data = json.load(open(sys.argv[1]))
 reports = data if isinstance(data, list) else [data]
 passed = failed = 0
-skipped, failures = [], []
+skipped, failures, files = set(), [], set()
 for r in reports:
     res = r.get("results", {})
+    for kind in ("passed_checks", "failed_checks", "skipped_checks"):
+        files.update(c.get("file_path") for c in res.get(kind, []))
     passed += len(res.get("passed_checks", []))
     failed += len(res.get("failed_checks", []))
-    skipped += sorted({c["check_id"] for c in res.get("skipped_checks", [])})
-    failures += [f'{c["check_id"]} {c["resource"]}: {c["check_name"]}' for c in res.get("failed_checks", [])]
-print(f"{passed} passed, {failed} failed, {len(skipped)} skipped ({', '.join(skipped) or 'none'})")
+    skipped.update(c["check_id"] for c in res.get("skipped_checks", []))
+    failures += [f'{c["file_path"]} {c["check_id"]} {c["resource"]}: {c["check_name"]}' for c in res.get("failed_checks", [])]
+print(f"{len(files)} templates, {passed} passed, {failed} failed, skipped: {', '.join(sorted(skipped)) or 'none'}")
 for f in failures:
     print(f, file=sys.stderr)
 PY

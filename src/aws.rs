@@ -19,21 +19,56 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 use crate::error::Error;
 use crate::password::SecretAccessKey;
 
-/// Stage names.
-pub const AWSCURRENT: &str = "AWSCURRENT";
-/// Stage names.
-pub const AWSPENDING: &str = "AWSPENDING";
-/// Stage names.
-pub const AWSPREVIOUS: &str = "AWSPREVIOUS";
+/// A staging label of a secret version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// `AWSCURRENT`: the credentials applications use.
+    Current,
+    /// `AWSPENDING`: the rotation's new credentials.
+    Pending,
+    /// `AWSPREVIOUS`: the credentials before the last rotation.
+    Previous,
+}
 
-/// User tag that createSecret writes just before CreateAccessKey: `<token> <epoch seconds>`.
-/// It lets a retried bootstrap recognise the key a failed attempt made (whose id it never
-/// learned) without ever mistaking someone else's key for it.
-pub const CREATING_TAG: &str = "ses-smtp-rotator:creating-key";
+impl Stage {
+    /// The label as Secrets Manager writes it.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Current => "AWSCURRENT",
+            Self::Pending => "AWSPENDING",
+            Self::Previous => "AWSPREVIOUS",
+        }
+    }
 
-/// User tag naming the one secret whose rotation owns the user's keys. Written by the first
-/// rotation; a rotation of another secret refuses to touch the user's keys.
-pub const OWNER_TAG: &str = "ses-smtp-rotator:secret";
+    /// A word for messages ("the pending credentials").
+    #[must_use]
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Current => "current",
+            Self::Pending => "pending",
+            Self::Previous => "previous",
+        }
+    }
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A failed CreateAccessKey.
+#[derive(Debug)]
+pub struct CreateKeyError {
+    /// True when IAM may have made a key although the call failed (timeout, lost or 5xx
+    /// response); false for a definite refusal (LimitExceeded, AccessDenied, NoSuchEntity…).
+    pub ambiguous: bool,
+    /// IAM refused for the two-keys-per-user limit.
+    pub limit_exceeded: bool,
+    /// The error.
+    pub error: Error,
+}
 
 /// The two clients the steps use.
 #[derive(Debug, Clone)]
@@ -86,19 +121,19 @@ pub struct SecretState {
 impl SecretState {
     /// The version that holds `stage`, if any.
     #[must_use]
-    pub fn version_with(&self, stage: &str) -> Option<&str> {
+    pub fn version_with(&self, stage: Stage) -> Option<&str> {
         self.stages
             .iter()
-            .find(|(_, s)| s.iter().any(|x| x == stage))
+            .find(|(_, s)| s.iter().any(|x| x == stage.as_str()))
             .map(|(v, _)| v.as_str())
     }
 
     /// Whether `version` holds `stage`.
     #[must_use]
-    pub fn has_stage(&self, version: &str, stage: &str) -> bool {
+    pub fn has_stage(&self, version: &str, stage: Stage) -> bool {
         self.stages
             .get(version)
-            .is_some_and(|s| s.iter().any(|x| x == stage))
+            .is_some_and(|s| s.iter().any(|x| x == stage.as_str()))
     }
 }
 
@@ -113,6 +148,18 @@ pub struct KeyInfo {
     pub created: Option<DateTime>,
 }
 
+/// GetAccessKeyLastUsed's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyLookup {
+    /// IAM describes the key.
+    Found(KeyUsage),
+    /// IAM answered NoSuchEntity.
+    NoSuchKey,
+    /// IAM answered AccessDenied (a role scoped to one user, as the template makes it, gets
+    /// this for another user's key, and may for a key that no longer exists).
+    Denied,
+}
+
 /// What GetAccessKeyLastUsed tells about a key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyUsage {
@@ -122,112 +169,6 @@ pub struct KeyUsage {
     pub ever_used: bool,
 }
 
-/// The bootstrap's "creating a key" marker: the rotation's token, the times (epoch seconds)
-/// at which its attempts called CreateAccessKey, and the key ids those calls returned.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CreatingMarker {
-    /// The rotation's ClientRequestToken.
-    pub token: String,
-    /// When each attempt was about to call CreateAccessKey (most recent last).
-    pub times: Vec<i64>,
-    /// Keys CreateAccessKey returned to this rotation.
-    pub keys: Vec<String>,
-}
-
-impl CreatingMarker {
-    /// How long after a recorded time a key whose id we never learned (lost response) still
-    /// counts as that attempt's: CreateAccessKey's own 10 s attempt limit plus slack.
-    pub const WINDOW_SECS: i64 = 15;
-    /// Tolerated clock difference between this function and IAM.
-    pub const SKEW_SECS: i64 = 2;
-    /// Attempts and keys remembered (an IAM tag value holds 256 characters).
-    const KEEP_TIMES: usize = 5;
-    const KEEP_KEYS: usize = 3;
-
-    /// Parses a tag value; `None` when it is not one of ours.
-    #[must_use]
-    pub fn parse(value: &str) -> Option<Self> {
-        let mut parts = value.split_whitespace();
-        let token = parts.next()?.to_owned();
-        let (mut times, mut keys) = (Vec::new(), Vec::new());
-        for p in parts {
-            match p.strip_prefix("k:") {
-                Some(k) => keys.push(k.to_owned()),
-                None => times.push(p.parse::<i64>().ok()?),
-            }
-        }
-        (!times.is_empty()).then_some(Self { token, times, keys })
-    }
-
-    /// The tag value.
-    #[must_use]
-    pub fn to_value(&self) -> String {
-        let mut v = self.token.clone();
-        for t in &self.times {
-            v.push(' ');
-            v.push_str(&t.to_string());
-        }
-        for k in &self.keys {
-            v.push_str(" k:");
-            v.push_str(k);
-        }
-        v
-    }
-
-    /// The marker for `token` with one more attempt at `now` (a marker of another token is
-    /// replaced).
-    #[must_use]
-    pub fn with_attempt(previous: Option<Self>, token: &str, now: i64) -> Self {
-        let mut m = previous.filter(|m| m.token == token).unwrap_or(Self {
-            token: token.to_owned(),
-            times: Vec::new(),
-            keys: Vec::new(),
-        });
-        m.times.push(now);
-        let skip = m.times.len().saturating_sub(Self::KEEP_TIMES);
-        m.times.drain(..skip);
-        m
-    }
-
-    /// The marker with a key CreateAccessKey returned.
-    #[must_use]
-    pub fn with_key(mut self, key_id: &str) -> Self {
-        self.keys.push(key_id.to_owned());
-        let skip = self.keys.len().saturating_sub(Self::KEEP_KEYS);
-        self.keys.drain(..skip);
-        self
-    }
-
-    /// Whether the marker names this key as one this rotation created.
-    #[must_use]
-    pub fn names(&self, token: &str, key_id: &str) -> bool {
-        self.token == token && self.keys.iter().any(|k| k == key_id)
-    }
-
-    /// Whether a key created at `created` (IAM's one-second resolution) falls within one of
-    /// this rotation's attempts.
-    #[must_use]
-    pub fn covers(&self, token: &str, created: i64) -> bool {
-        self.token == token
-            && self
-                .times
-                .iter()
-                .any(|t| created >= t - Self::SKEW_SECS && created <= t + Self::WINDOW_SECS)
-    }
-}
-
-/// The value of [`OWNER_TAG`] for a secret: its ARN, or a digest of it when too long for a tag.
-#[must_use]
-pub fn owner_tag_value(secret_arn: &str) -> String {
-    use sha2::Digest;
-    if secret_arn.len() <= 256 {
-        return secret_arn.to_owned();
-    }
-    let digest = sha2::Sha256::digest(secret_arn.as_bytes());
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}")
-}
-
 fn chain<E: std::error::Error>(e: &E) -> String {
     DisplayErrorContext(e).to_string()
 }
@@ -235,7 +176,7 @@ fn chain<E: std::error::Error>(e: &E) -> String {
 /// Secrets Manager operations on one secret.
 impl Clients {
     fn sm_err<E: std::error::Error>(op: &'static str, secret_id: &str, e: &E) -> Error {
-        Error::SecretsManager {
+        Error::SecretsManagerError {
             operation: op,
             secret_id: secret_id.to_owned(),
             detail: chain(e),
@@ -245,7 +186,7 @@ impl Clients {
     /// DescribeSecret.
     ///
     /// # Errors
-    /// [`Error::SecretNotFound`], or [`Error::SecretsManager`].
+    /// [`Error::SecretNotFound`], or [`Error::SecretsManagerError`].
     pub async fn describe(&self, secret_id: &str) -> Result<SecretState, Error> {
         let out = self
             .secrets
@@ -275,19 +216,19 @@ impl Clients {
     /// (Secrets Manager's empty AWSPENDING placeholder answers ResourceNotFound).
     ///
     /// # Errors
-    /// [`Error::SecretsManager`] for anything but "no value".
+    /// [`Error::SecretsManagerError`] for anything but "no value".
     pub async fn get_value(
         &self,
         secret_id: &str,
         version_id: Option<&str>,
-        stage: &str,
+        stage: Stage,
     ) -> Result<Option<String>, Error> {
         let res = self
             .secrets
             .get_secret_value()
             .secret_id(secret_id)
             .set_version_id(version_id.map(str::to_owned))
-            .version_stage(stage)
+            .version_stage(stage.as_str())
             .send()
             .await;
         match res {
@@ -302,28 +243,55 @@ impl Clients {
         }
     }
 
-    /// PutSecretValue of the pending version for `token`.
+    /// PutSecretValue of the pending version for `token`. `Ok(false)` when the version
+    /// already holds a different value (`ResourceExistsException`: another attempt stored its
+    /// credentials first).
     ///
     /// # Errors
-    /// [`Error::SecretsManager`]; a `ResourceExistsException` means the version already holds
-    /// a different value.
+    /// [`Error::SecretsManagerError`].
     pub async fn put_pending(
         &self,
         secret_id: &str,
         token: &str,
         rotation_token: Option<&str>,
         secret_string: String,
-    ) -> Result<(), Error> {
-        self.secrets
+    ) -> Result<bool, Error> {
+        let res = self
+            .secrets
             .put_secret_value()
             .secret_id(secret_id)
             .client_request_token(token)
             .secret_string(secret_string)
-            .version_stages(AWSPENDING)
+            .version_stages(Stage::Pending.as_str())
             .set_rotation_token(rotation_token.map(str::to_owned))
             .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_exists_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(Self::sm_err("PutSecretValue", secret_id, &e)),
+        }
+    }
+
+    /// Removes AWSPENDING from `token`'s version (a pending version that can never complete
+    /// would otherwise block every later rotation).
+    ///
+    /// # Errors
+    /// [`Error::SecretsManagerError`].
+    pub async fn remove_pending(&self, secret_id: &str, token: &str) -> Result<(), Error> {
+        self.secrets
+            .update_secret_version_stage()
+            .secret_id(secret_id)
+            .version_stage(Stage::Pending.as_str())
+            .remove_from_version_id(token)
+            .send()
             .await
-            .map_err(|e| Self::sm_err("PutSecretValue", secret_id, &e))?;
+            .map_err(|e| Self::sm_err("UpdateSecretVersionStage", secret_id, &e))?;
         Ok(())
     }
 
@@ -331,7 +299,7 @@ impl Clients {
     /// `from` AWSPREVIOUS).
     ///
     /// # Errors
-    /// [`Error::SecretsManager`].
+    /// [`Error::SecretsManagerError`].
     pub async fn move_current(
         &self,
         secret_id: &str,
@@ -341,7 +309,7 @@ impl Clients {
         self.secrets
             .update_secret_version_stage()
             .secret_id(secret_id)
-            .version_stage(AWSCURRENT)
+            .version_stage(Stage::Current.as_str())
             .move_to_version_id(token)
             .set_remove_from_version_id(from.map(str::to_owned))
             .send()
@@ -354,7 +322,7 @@ impl Clients {
 /// IAM operations on the dedicated user's keys.
 impl Clients {
     fn iam_err<E: std::error::Error>(op: &'static str, user: &str, e: &E) -> Error {
-        Error::Iam {
+        Error::IamError {
             operation: op,
             iam_user: user.to_owned(),
             detail: chain(e),
@@ -381,7 +349,7 @@ impl Clients {
     /// ListAccessKeys of a user.
     ///
     /// # Errors
-    /// [`Error::NoSuchUser`] or [`Error::Iam`].
+    /// [`Error::NoSuchUser`] or [`Error::IamError`].
     pub async fn list_keys(&self, user: &str) -> Result<Vec<KeyInfo>, Error> {
         let keys = self
             .iam
@@ -405,13 +373,12 @@ impl Clients {
             .collect())
     }
 
-    /// Who owns an access key and whether it was ever used (GetAccessKeyLastUsed); `None` if
-    /// IAM does not know the key or will not say (a role scoped to `iam_user`, as the SAM
-    /// template makes it, gets AccessDenied for another user's key).
+    /// Who owns an access key and whether it was ever used (GetAccessKeyLastUsed).
     ///
     /// # Errors
-    /// [`Error::Iam`].
-    pub async fn key_usage(&self, key_id: &str, user: &str) -> Result<Option<KeyUsage>, Error> {
+    /// [`Error::IamError`] for failures other than "not found" / "access denied", which are
+    /// answers here ([`KeyLookup`]).
+    pub async fn key_usage(&self, key_id: &str, user: &str) -> Result<KeyLookup, Error> {
         match self
             .iam
             .get_access_key_last_used()
@@ -419,27 +386,49 @@ impl Clients {
             .send()
             .await
         {
-            Ok(out) => Ok(Some(KeyUsage {
+            Ok(out) => Ok(KeyLookup::Found(KeyUsage {
                 owner: out.user_name().map(str::to_owned),
                 ever_used: out
                     .access_key_last_used()
                     .is_some_and(|u| u.last_used_date().is_some()),
             })),
             Err(e)
-                if e.as_service_error().is_some_and(|s| {
-                    matches!(s.meta().code(), Some("NoSuchEntity" | "AccessDenied"))
-                }) =>
+                if e.as_service_error()
+                    .is_some_and(|s| s.meta().code() == Some("NoSuchEntity")) =>
             {
-                Ok(None)
+                Ok(KeyLookup::NoSuchKey)
+            }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.meta().code() == Some("AccessDenied")) =>
+            {
+                Ok(KeyLookup::Denied)
             }
             Err(e) => Err(Self::iam_err("GetAccessKeyLastUsed", user, &e)),
         }
     }
 
+    /// The user's path (GetUser), e.g. `/ses-smtp/`.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchUser`] or [`Error::IamError`].
+    pub async fn user_path(&self, user: &str) -> Result<String, Error> {
+        let out = self
+            .iam
+            .get_user()
+            .user_name(user)
+            .send()
+            .await
+            .map_err(|e| Self::user_err("GetUser", user, &e))?;
+        Ok(out
+            .user()
+            .map_or_else(|| "/".to_owned(), |u| u.path().to_owned()))
+    }
+
     /// The user's tags.
     ///
     /// # Errors
-    /// [`Error::Iam`].
+    /// [`Error::IamError`].
     pub async fn user_tags(&self, user: &str) -> Result<HashMap<String, String>, Error> {
         let tags = self
             .iam
@@ -460,7 +449,7 @@ impl Clients {
     /// Sets one tag on the user.
     ///
     /// # Errors
-    /// [`Error::Iam`].
+    /// [`Error::IamError`].
     pub async fn tag_user(&self, user: &str, key: &str, value: &str) -> Result<(), Error> {
         let tag = aws_sdk_iam::types::Tag::builder()
             .key(key)
@@ -480,7 +469,7 @@ impl Clients {
     /// Removes one tag from the user.
     ///
     /// # Errors
-    /// [`Error::Iam`].
+    /// [`Error::IamError`].
     pub async fn untag_user(&self, user: &str, key: &str) -> Result<(), Error> {
         self.iam
             .untag_user()
@@ -496,9 +485,12 @@ impl Clients {
     /// response would mint a second key. Returns the key id and its secret (kept in memory only).
     ///
     /// # Errors
-    /// [`Error::Iam`].
-    pub async fn create_key(&self, user: &str) -> Result<(String, SecretAccessKey), Error> {
-        let out = self
+    /// [`CreateKeyError`]: the IAM error, and whether IAM may have made a key all the same.
+    pub async fn create_key(
+        &self,
+        user: &str,
+    ) -> Result<(String, SecretAccessKey), CreateKeyError> {
+        let res = self
             .iam
             .create_access_key()
             .user_name(user)
@@ -507,25 +499,45 @@ impl Clients {
                 aws_sdk_iam::config::Builder::default().retry_config(RetryConfig::disabled()),
             )
             .send()
-            .await
-            .map_err(|e| Self::iam_err("CreateAccessKey", user, &e))?;
-        let key = out.access_key().ok_or_else(|| Error::Iam {
-            operation: "CreateAccessKey",
-            iam_user: user.to_owned(),
-            detail: "the response has no access key".into(),
-        })?;
-        let secret = SecretAccessKey::new(key.secret_access_key()).map_err(|e| Error::Iam {
-            operation: "CreateAccessKey",
-            iam_user: user.to_owned(),
-            detail: format!("the new secret access key is unusable: {e}"),
-        })?;
+            .await;
+        let out = match res {
+            Ok(out) => out,
+            Err(e) => {
+                // A modelled 4xx answer is definite: IAM refused and made nothing. A timeout, a
+                // dispatch failure, a 5xx or an unreadable answer may hide a key IAM did make.
+                let definite = e
+                    .raw_response()
+                    .is_some_and(|r| r.status().is_client_error());
+                return Err(CreateKeyError {
+                    ambiguous: !definite,
+                    limit_exceeded: e
+                        .as_service_error()
+                        .is_some_and(|s| s.is_limit_exceeded_exception()),
+                    error: Self::user_err("CreateAccessKey", user, &e),
+                });
+            }
+        };
+        let iam_answer = |detail: String| CreateKeyError {
+            ambiguous: true,
+            limit_exceeded: false,
+            error: Error::IamError {
+                operation: "CreateAccessKey",
+                iam_user: user.to_owned(),
+                detail,
+            },
+        };
+        let key = out
+            .access_key()
+            .ok_or_else(|| iam_answer("the response has no access key".into()))?;
+        let secret = SecretAccessKey::new(key.secret_access_key())
+            .map_err(|e| iam_answer(format!("the new secret access key is unusable: {e}")))?;
         Ok((key.access_key_id().to_owned(), secret))
     }
 
     /// Marks a key Inactive. A key already gone is fine.
     ///
     /// # Errors
-    /// [`Error::Iam`].
+    /// [`Error::IamError`].
     pub async fn deactivate_key(&self, user: &str, key_id: &str) -> Result<(), Error> {
         match self
             .iam
@@ -550,7 +562,7 @@ impl Clients {
     /// Deletes a key. A key already gone is fine.
     ///
     /// # Errors
-    /// [`Error::Iam`].
+    /// [`Error::IamError`].
     pub async fn delete_key(&self, user: &str, key_id: &str) -> Result<(), Error> {
         match self
             .iam
@@ -569,71 +581,5 @@ impl Clients {
             }
             Err(e) => Err(Self::iam_err("DeleteAccessKey", user, &e)),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{CreatingMarker, owner_tag_value};
-
-    #[test]
-    fn marker_round_trips_and_fits_a_tag() {
-        let mut m = CreatingMarker::with_attempt(
-            None,
-            "0b7c3a64-1b1e-4c39-9c39-6f1f0b9b9f0e",
-            1_795_000_000,
-        );
-        assert_eq!(CreatingMarker::parse(&m.to_value()), Some(m.clone()));
-        for t in 1..20 {
-            m = CreatingMarker::with_attempt(
-                Some(m),
-                "0b7c3a64-1b1e-4c39-9c39-6f1f0b9b9f0e",
-                1_795_000_000 + t,
-            )
-            .with_key("AKIAABCDEFGHIJKLMNOP");
-        }
-        assert_eq!(m.times.len(), 5);
-        assert_eq!(m.keys.len(), 3);
-        assert_eq!(m.times.last(), Some(&1_795_000_019));
-        assert!(m.to_value().len() <= 256, "{}", m.to_value().len());
-        assert_eq!(CreatingMarker::parse(&m.to_value()), Some(m.clone()));
-        // Another token starts afresh.
-        let other = CreatingMarker::with_attempt(Some(m), "new", 500);
-        assert_eq!((other.times, other.keys), (vec![500], vec![]));
-    }
-
-    #[test]
-    fn marker_covers_only_its_token_keys_and_windows() {
-        let m = CreatingMarker {
-            token: "tok".into(),
-            times: vec![100, 1000],
-            keys: vec!["AKIAX".into()],
-        };
-        assert!(m.covers("tok", 100));
-        assert!(m.covers("tok", 98), "clock skew");
-        assert!(!m.covers("tok", 97));
-        assert!(m.covers("tok", 115));
-        assert!(!m.covers("tok", 116));
-        assert!(m.covers("tok", 1010));
-        assert!(!m.covers("other", 100));
-        assert!(m.names("tok", "AKIAX"));
-        assert!(!m.names("tok", "AKIAY"));
-        assert!(!m.names("other", "AKIAX"));
-        assert_eq!(CreatingMarker::parse("tok"), None);
-        assert_eq!(CreatingMarker::parse("tok x"), None);
-        assert_eq!(CreatingMarker::parse(""), None);
-    }
-
-    #[test]
-    fn owner_tag_value_fits_a_tag() {
-        let short = "arn:aws:secretsmanager:us-east-1:123456789012:secret:smtp-AbCdEf";
-        assert_eq!(owner_tag_value(short), short);
-        let long = format!(
-            "arn:aws:secretsmanager:us-east-1:123456789012:secret:{}-AbCdEf",
-            "n".repeat(300)
-        );
-        let v = owner_tag_value(&long);
-        assert!(v.starts_with("sha256:") && v.len() <= 256, "{v}");
-        assert_ne!(v, owner_tag_value(&format!("{long}x")));
     }
 }

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use crate::password::{Region, SecretAccessKey, derive_smtp_password, identify_password};
+use crate::identify::identify_password;
+use crate::password::{Region, SecretAccessKey, derive_smtp_password};
 use crate::secret::SecretDocument;
 use crate::smtp::{LoginOutcome, SmtpTarget};
 

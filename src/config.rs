@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use crate::endpoint::AllowedHosts;
 use crate::error::Error;
 
 /// What finishSecret does with the previous key once the new one is current.
@@ -30,13 +31,13 @@ impl OldKeyAction {
     }
 }
 
-/// An optional real test send after AUTH.
+/// An optional real test send after AUTH, validated once at start.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TestSend {
     /// Envelope sender (must be a verified identity the user may send as).
-    pub from: String,
+    pub from: lettre::message::Mailbox,
     /// Recipient, e.g. `success@simulator.amazonses.com`.
-    pub to: String,
+    pub to: lettre::message::Mailbox,
 }
 
 /// Configuration of the rotation function.
@@ -50,6 +51,10 @@ pub struct Config {
     pub smtp_connect_timeout: Duration,
     /// `TEST_SEND_FROM` + `TEST_SEND_TO`.
     pub test_send: Option<TestSend>,
+    /// The built-in SES endpoint forms plus `SMTP_ALLOWED_HOSTS`.
+    pub allowed_hosts: AllowedHosts,
+    /// `IAM_USER_PATH`: rotate only users whose path is this one or below it.
+    pub iam_user_path: Option<String>,
 }
 
 impl Default for Config {
@@ -59,6 +64,8 @@ impl Default for Config {
             smtp_test_timeout: Duration::from_secs(60),
             smtp_connect_timeout: Duration::from_secs(10),
             test_send: None,
+            allowed_hosts: AllowedHosts::default(),
+            iam_user_path: None,
         }
     }
 }
@@ -66,14 +73,24 @@ impl Default for Config {
 fn seconds(name: &str, value: &str, max: u64) -> Result<Duration, Error> {
     match value.trim().parse::<u64>() {
         Ok(n) if (1..=max).contains(&n) => Ok(Duration::from_secs(n)),
-        _ => Err(Error::Config(format!(
+        _ => Err(Error::InvalidConfiguration(format!(
             "{name} must be a whole number of seconds from 1 to {max}"
         ))),
     }
 }
 
-fn looks_like_address(a: &str) -> bool {
-    a.parse::<lettre::Address>().is_ok()
+/// Whether a user's IAM path is `allowed` or below it, compared on `/` boundaries
+/// (`/ses-smtp/team-a/` is under `/ses-smtp/`, `/ses-smtp-other/` is not).
+#[must_use]
+pub fn path_is_under(path: &str, allowed: &str) -> bool {
+    let with_slash = |p: &str| {
+        if p.ends_with('/') {
+            p.to_owned()
+        } else {
+            format!("{p}/")
+        }
+    };
+    with_slash(path).starts_with(&with_slash(allowed))
 }
 
 /// `SSL_CERT_FILE` replaces the system roots for every TLS connection (SMTP and the AWS
@@ -81,11 +98,11 @@ fn looks_like_address(a: &str) -> bool {
 fn check_ca_file(path: &str) -> Result<(), Error> {
     match std::fs::read_to_string(path) {
         Ok(pem) if pem.contains("-----BEGIN CERTIFICATE-----") => Ok(()),
-        Ok(_) => Err(Error::Config(
+        Ok(_) => Err(Error::InvalidConfiguration(
             "SSL_CERT_FILE names a file with no PEM certificate; point it at a CA bundle or unset it"
                 .into(),
         )),
-        Err(e) => Err(Error::Config(format!(
+        Err(e) => Err(Error::InvalidConfiguration(format!(
             "SSL_CERT_FILE cannot be read ({e}); point it at a CA bundle or unset it"
         ))),
     }
@@ -95,7 +112,7 @@ impl Config {
     /// Reads the configuration from the process environment.
     ///
     /// # Errors
-    /// [`Error::Config`] naming the variable and the accepted values.
+    /// [`Error::InvalidConfiguration`] naming the variable and the accepted values.
     pub fn from_env() -> Result<Self, Error> {
         Self::from_lookup(|k| std::env::var(k).ok())
     }
@@ -104,7 +121,7 @@ impl Config {
     /// values count as unset, as SAM passes empty strings for optional parameters.
     ///
     /// # Errors
-    /// [`Error::Config`] naming the variable and the accepted values.
+    /// [`Error::InvalidConfiguration`] naming the variable and the accepted values.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
         let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
         let mut c = Self::default();
@@ -114,7 +131,7 @@ impl Config {
                 "delete" => OldKeyAction::Delete,
                 "keep" => OldKeyAction::Keep,
                 _ => {
-                    return Err(Error::Config(
+                    return Err(Error::InvalidConfiguration(
                         "OLD_KEY_ACTION must be deactivate, delete or keep".into(),
                     ));
                 }
@@ -132,22 +149,40 @@ impl Config {
         c.test_send = match (get("TEST_SEND_FROM"), get("TEST_SEND_TO")) {
             (None, None) => None,
             (Some(from), Some(to)) => {
-                for (name, a) in [("TEST_SEND_FROM", &from), ("TEST_SEND_TO", &to)] {
-                    if !looks_like_address(a.trim()) {
-                        return Err(Error::Config(format!("{name} is not an email address")));
-                    }
-                }
+                let mailbox = |name: &str, a: &str| {
+                    a.trim().parse::<lettre::message::Mailbox>().map_err(|_| {
+                        Error::InvalidConfiguration(format!("{name} is not an email address"))
+                    })
+                };
                 Some(TestSend {
-                    from: from.trim().to_owned(),
-                    to: to.trim().to_owned(),
+                    from: mailbox("TEST_SEND_FROM", &from)?,
+                    to: mailbox("TEST_SEND_TO", &to)?,
                 })
             }
             _ => {
-                return Err(Error::Config(
+                return Err(Error::InvalidConfiguration(
                     "set both TEST_SEND_FROM and TEST_SEND_TO for a test send, or neither".into(),
                 ));
             }
         };
+        if let Some(v) = get("SMTP_ALLOWED_HOSTS") {
+            c.allowed_hosts = AllowedHosts::parse(&v)
+                .map_err(|e| Error::InvalidConfiguration(format!("SMTP_ALLOWED_HOSTS: {e}")))?;
+        }
+        if let Some(v) = get("IAM_USER_PATH") {
+            let v = v.trim();
+            let ok = v.starts_with('/')
+                && v.ends_with('/')
+                && v.len() <= 512
+                && v.bytes().all(|b| (0x21..=0x7e).contains(&b));
+            if !ok {
+                return Err(Error::InvalidConfiguration(
+                    "IAM_USER_PATH must be an IAM path that begins and ends with / (like /ses-smtp/)"
+                        .into(),
+                ));
+            }
+            c.iam_user_path = Some(v.to_owned());
+        }
         Ok(c)
     }
 }
@@ -192,7 +227,27 @@ mod tests {
         assert_eq!(c.old_key_action, OldKeyAction::Delete);
         assert_eq!(c.smtp_test_timeout, Duration::from_secs(5));
         assert_eq!(c.smtp_connect_timeout, Duration::from_secs(2));
-        assert_eq!(c.test_send.unwrap().to, "success@simulator.amazonses.com");
+        assert_eq!(
+            c.test_send.unwrap().to.email.to_string(),
+            "success@simulator.amazonses.com"
+        );
+    }
+
+    #[test]
+    fn allowed_hosts_and_user_path() {
+        let c = cfg(&[
+            ("SMTP_ALLOWED_HOSTS", "localhost"),
+            ("IAM_USER_PATH", "/ses-smtp/"),
+        ])
+        .unwrap();
+        assert!(c.allowed_hosts.allows("localhost"));
+        assert!(!Config::default().allowed_hosts.allows("localhost"));
+        assert_eq!(c.iam_user_path.as_deref(), Some("/ses-smtp/"));
+        assert!(path_is_under("/ses-smtp/", "/ses-smtp/"));
+        assert!(path_is_under("/ses-smtp/team-a/", "/ses-smtp/"));
+        assert!(!path_is_under("/ses-smtp-other/", "/ses-smtp/"));
+        assert!(!path_is_under("/", "/ses-smtp/"));
+        assert!(path_is_under("/anything/", "/"));
     }
 
     #[test]
@@ -212,6 +267,11 @@ mod tests {
                 "SMTP_CONNECT_TIMEOUT_SECONDS",
             ),
             (vec![("TEST_SEND_FROM", "a@example.com")], "TEST_SEND_TO"),
+            (
+                vec![("SMTP_ALLOWED_HOSTS", "smtp://x")],
+                "SMTP_ALLOWED_HOSTS",
+            ),
+            (vec![("IAM_USER_PATH", "ses-smtp")], "IAM_USER_PATH"),
             (
                 vec![
                     ("TEST_SEND_FROM", "not an address"),

@@ -5,6 +5,7 @@
 
 use lambda_runtime::Diagnostic;
 
+use crate::aws::Stage;
 use crate::secret::SecretError;
 
 /// Everything that can stop a rotation step.
@@ -22,7 +23,7 @@ pub enum Error {
     UnknownStep(String),
     /// Invalid configuration in the function's environment.
     #[error("invalid configuration: {0}")]
-    Config(String),
+    InvalidConfiguration(String),
     /// The secret does not exist (or this function may not see it).
     #[error("secret {secret_id} not found; check the SecretId and the function's permissions")]
     SecretNotFound {
@@ -51,7 +52,7 @@ pub enum Error {
     #[error(
         "version {token} of secret {secret_id} is not staged AWSPENDING (and not AWSCURRENT); another rotation may have replaced it: start a new rotation"
     )]
-    NotPending {
+    VersionNotPending {
         /// The secret.
         secret_id: String,
         /// The ClientRequestToken.
@@ -62,15 +63,15 @@ pub enum Error {
     MalformedSecret {
         /// The secret.
         secret_id: String,
-        /// Which version: AWSCURRENT or AWSPENDING.
-        stage: &'static str,
+        /// Which version.
+        stage: Stage,
         /// What is wrong.
         #[source]
         source: SecretError,
     },
     /// The pending version holds a document for a different user/endpoint than the current.
     #[error(
-        "the AWSPENDING value of secret {secret_id} (version {token}) has no credentials or names a different IAM user than AWSCURRENT; a version's value cannot be replaced, so cancel this rotation (aws secretsmanager cancel-rotate-secret) and start a new one"
+        "the AWSPENDING value of secret {secret_id} (version {token}) has no credentials, or names a different IAM user or SMTP destination (iam_user, host, port, tls, region, regions) than AWSCURRENT; its credentials are never tested or promoted; a version's value cannot be replaced, so cancel this rotation (aws secretsmanager cancel-rotate-secret) and start a new one"
     )]
     PendingMismatch {
         /// The secret.
@@ -82,7 +83,7 @@ pub enum Error {
     #[error(
         "the current username {key_id} is an access key of IAM user {owner}, not of {iam_user} named in the secret; fix \"iam_user\" or put a key of {iam_user} in the secret. Nothing was changed"
     )]
-    WrongUser {
+    KeyBelongsToOtherUser {
         /// The current key id.
         key_id: String,
         /// The user that owns it.
@@ -104,7 +105,7 @@ pub enum Error {
     #[error(
         "IAM user {iam_user} already has access key {key_id}, which this rotation did not create, and the secret has no username/password. Adopt it (put it in the secret as username and its SMTP password as password) or delete it, then rotate again (a key left by a cancelled earlier rotation can simply be deleted). Nothing was changed"
     )]
-    ForeignKey {
+    UnadoptedAccessKey {
         /// The user.
         iam_user: String,
         /// The pre-existing key.
@@ -144,13 +145,13 @@ pub enum Error {
     },
     /// SES kept answering 535 (or 454) to the pending credentials.
     #[error(
-        "SES at {endpoint} rejected the {which} credentials for {key_id} (last reply: {last}) after {attempts} attempts over {waited_secs}s. Likely causes: the new key has not propagated yet (raise SMTP_TEST_TIMEOUT_SECONDS), the password was derived for another region than the endpoint's ({region}), the account or region is not enabled for SES, or the key is inactive. A missing ses:SendRawEmail permission is NOT a cause of 535. AWSCURRENT was not changed"
+        "SES at {endpoint} rejected the {} credentials for {key_id} (last reply: {last}) after {attempts} attempts over {waited_secs}s. Likely causes: the new key has not propagated yet (raise SMTP_TEST_TIMEOUT_SECONDS), the password was derived for another region than the endpoint's ({region}), the account or region is not enabled for SES, or the key is inactive. A missing ses:SendRawEmail permission is NOT a cause of 535. AWSCURRENT was not changed", .which.label()
     )]
     SmtpAuthRejected {
         /// host:port.
         endpoint: String,
-        /// "pending" or "current".
-        which: &'static str,
+        /// Which version's credentials were tested.
+        which: Stage,
         /// The key id tried.
         key_id: String,
         /// The region the password is for.
@@ -208,9 +209,95 @@ pub enum Error {
         /// The SMTP reply or failure.
         reply: String,
     },
+    /// The token's pending version names a key that is confirmed gone; AWSPENDING was removed.
+    #[error(
+        "the AWSPENDING version {token} of secret {secret_id} names access key {key_id}, which no longer exists for IAM user {iam_user} (deleted outside the rotation). AWSPENDING was removed from that version, so the next rotation starts fresh: rotate again (aws secretsmanager rotate-secret --secret-id {secret_id}). AWSCURRENT was not changed"
+    )]
+    PendingKeyGone {
+        /// The secret.
+        secret_id: String,
+        /// The ClientRequestToken.
+        token: String,
+        /// The missing key.
+        key_id: String,
+        /// The user.
+        iam_user: String,
+    },
+    /// The document's SMTP host is not an SES endpoint and not allowed by the operator.
+    #[error(
+        "secret {secret_id} ({stage}): {field} names host {host}, which is not an SES SMTP endpoint (email-smtp[-fips].REGION.amazonaws.com[.cn], email-smtp[-fips].REGION.api.aws, a VPC endpoint name) and not in SMTP_ALLOWED_HOSTS; fresh credentials are sent only to SES. If this host is your own relay, add it to the function's SMTP_ALLOWED_HOSTS (exact name or *.suffix). Nothing was changed and nothing was sent"
+    )]
+    HostNotAllowed {
+        /// The secret.
+        secret_id: String,
+        /// Which version.
+        stage: Stage,
+        /// The field naming the host (`host` or `regions`).
+        field: &'static str,
+        /// The host (a host name is not secret).
+        host: String,
+    },
+    /// The IAM user is outside `IAM_USER_PATH`.
+    #[error(
+        "IAM user {iam_user} has path {path}, which is not under {allowed} (IAM_USER_PATH); this function rotates only users under that path. Move the secret to a user under {allowed}, or change the function's SmtpIamUserPath. Nothing was changed"
+    )]
+    UserOutsidePath {
+        /// The user.
+        iam_user: String,
+        /// The user's path.
+        path: String,
+        /// The configured path.
+        allowed: String,
+    },
+    /// The pending value could not be read although an attempt made a key for the token.
+    #[error(
+        "the AWSPENDING version {token} of secret {secret_id} has no readable value although this rotation created key {key_id} for it (a read lag); retry the step (Secrets Manager retries the rotation)"
+    )]
+    PendingNotReadable {
+        /// The secret.
+        secret_id: String,
+        /// The ClientRequestToken.
+        token: String,
+        /// The key the marker names.
+        key_id: String,
+    },
+    /// Another invocation of this rotation is running and may still be storing a key.
+    #[error(
+        "another invocation of the rotation of secret {secret_id} is still running (started {started_secs_ago}s ago, its deadline in {deadline_in_secs}s) and may still be storing access key {key}; nothing was changed. Retry after it ends (Secrets Manager retries the rotation)"
+    )]
+    AttemptInProgress {
+        /// The secret.
+        secret_id: String,
+        /// The key that may still be stored, or "a key not yet listed".
+        key: String,
+        /// How long ago the other attempt began.
+        started_secs_ago: i64,
+        /// When the other attempt's lease ends.
+        deadline_in_secs: i64,
+    },
+    /// IAM cannot yet describe a key that decides what the step may do (eventual consistency).
+    #[error(
+        "IAM cannot describe access key {key_id} of user {iam_user} yet (eventual consistency); nothing was changed. Retry in a few seconds (Secrets Manager retries the rotation)"
+    )]
+    KeyNotYetVisible {
+        /// The key.
+        key_id: String,
+        /// The user.
+        iam_user: String,
+    },
+    /// The TLS set-up for the SMTP endpoint failed before any connection (configuration).
+    #[error(
+        "cannot set up TLS for {endpoint}: {detail}; check the secret's \"host\" and SSL_CERT_FILE. AWSCURRENT was not changed"
+    )]
+    TlsSetup {
+        /// host:port.
+        endpoint: String,
+        /// What failed.
+        detail: String,
+    },
     /// A Secrets Manager call failed.
     #[error("Secrets Manager {operation} failed for {secret_id}: {detail}")]
-    SecretsManager {
+    SecretsManagerError {
         /// The API operation.
         operation: &'static str,
         /// The secret.
@@ -220,7 +307,7 @@ pub enum Error {
     },
     /// An IAM call failed.
     #[error("IAM {operation} failed for user {iam_user}: {detail}")]
-    Iam {
+    IamError {
         /// The API operation.
         operation: &'static str,
         /// The user.
@@ -237,16 +324,16 @@ impl Error {
         match self {
             Self::InvalidEvent(_) => "InvalidEvent",
             Self::UnknownStep(_) => "UnknownStep",
-            Self::Config(_) => "InvalidConfiguration",
+            Self::InvalidConfiguration(_) => "InvalidConfiguration",
             Self::SecretNotFound { .. } => "SecretNotFound",
             Self::RotationNotEnabled { .. } => "RotationNotEnabled",
             Self::VersionNotFound { .. } => "VersionNotFound",
-            Self::NotPending { .. } => "VersionNotPending",
+            Self::VersionNotPending { .. } => "VersionNotPending",
             Self::MalformedSecret { .. } => "MalformedSecret",
             Self::PendingMismatch { .. } => "PendingMismatch",
-            Self::WrongUser { .. } => "KeyBelongsToOtherUser",
+            Self::KeyBelongsToOtherUser { .. } => "KeyBelongsToOtherUser",
             Self::CurrentKeyMissing { .. } => "CurrentKeyMissing",
-            Self::ForeignKey { .. } => "UnadoptedAccessKey",
+            Self::UnadoptedAccessKey { .. } => "UnadoptedAccessKey",
             Self::UserNotDedicated { .. } => "UserNotDedicated",
             Self::NoSuchUser { .. } => "NoSuchUser",
             Self::PendingKeyNotActive { .. } => "PendingKeyNotActive",
@@ -255,8 +342,15 @@ impl Error {
             Self::SmtpUnreachable { .. } => "SmtpUnreachable",
             Self::SmtpSendNotAuthorized { .. } => "SmtpSendNotAuthorized",
             Self::SmtpSendFailed { .. } => "SmtpSendFailed",
-            Self::SecretsManager { .. } => "SecretsManagerError",
-            Self::Iam { .. } => "IamError",
+            Self::PendingKeyGone { .. } => "PendingKeyGone",
+            Self::HostNotAllowed { .. } => "HostNotAllowed",
+            Self::UserOutsidePath { .. } => "UserOutsidePath",
+            Self::PendingNotReadable { .. } => "PendingNotReadable",
+            Self::AttemptInProgress { .. } => "AttemptInProgress",
+            Self::KeyNotYetVisible { .. } => "KeyNotYetVisible",
+            Self::TlsSetup { .. } => "TlsSetupFailed",
+            Self::SecretsManagerError { .. } => "SecretsManagerError",
+            Self::IamError { .. } => "IamError",
         }
     }
 }

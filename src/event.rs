@@ -9,16 +9,20 @@ use serde_json::Value;
 
 use crate::error::Error;
 
-/// One of the four rotation steps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One of the four rotation steps, serialised as Secrets Manager names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum Step {
     /// Create the new key and store the pending credentials.
+    #[serde(rename = "createSecret")]
     Create,
     /// Confirm the key is in IAM and Active.
+    #[serde(rename = "setSecret")]
     Set,
     /// Prove the pending credentials log in at SES.
+    #[serde(rename = "testSecret")]
     Test,
     /// Promote the pending version and retire the old key.
+    #[serde(rename = "finishSecret")]
     Finish,
 }
 
@@ -96,8 +100,22 @@ impl RotationEvent {
             "finishSecret" => Step::Finish,
             other => return Err(Error::UnknownStep(other.chars().take(64).collect())),
         };
+        // Lengths as Secrets Manager's API defines them: a longer value is no secret id or
+        // token of it, and must not travel on into calls and error messages.
         let secret_id = field(obj, "SecretId")?.to_owned();
+        if secret_id.chars().count() > 2048 {
+            return Err(Error::InvalidEvent(
+                "\"SecretId\" is longer than 2048 characters (the longest secret ARN or name)"
+                    .into(),
+            ));
+        }
         let token = field(obj, "ClientRequestToken")?.to_owned();
+        if !(32..=64).contains(&token.chars().count()) {
+            return Err(Error::InvalidEvent(
+                "\"ClientRequestToken\" must be 32 to 64 characters (a rotation's version id)"
+                    .into(),
+            ));
+        }
         let rotation_token = match obj.get("RotationToken") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) if s.is_empty() => None,
@@ -119,8 +137,31 @@ impl RotationEvent {
 
 #[cfg(test)]
 mod tests {
+    const TOKEN: &str = "0b7c3a64-1b1e-4c39-9c39-6f1f0b9b9f0e";
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn refuses_lengths_secrets_manager_never_sends() {
+        let long = "s".repeat(2049);
+        let e = RotationEvent::parse(
+            &json!({"Step": "setSecret", "SecretId": long, "ClientRequestToken": TOKEN}),
+        )
+        .unwrap_err();
+        assert_eq!(e.error_type(), "InvalidEvent");
+        assert!(!e.to_string().contains(&long));
+        for token in ["t".repeat(31), "t".repeat(65)] {
+            let e = RotationEvent::parse(
+                &json!({"Step": "setSecret", "SecretId": "s", "ClientRequestToken": token}),
+            )
+            .unwrap_err();
+            assert!(e.to_string().contains("32 to 64"), "{e}");
+        }
+        let edge = RotationEvent::parse(
+            &json!({"Step": "setSecret", "SecretId": "s".repeat(2048), "ClientRequestToken": "t".repeat(32)}),
+        );
+        assert!(edge.is_ok());
+    }
 
     #[test]
     fn parses_all_steps_and_rotation_token() {
@@ -130,15 +171,15 @@ mod tests {
             ("testSecret", Step::Test),
             ("finishSecret", Step::Finish),
         ] {
-            let e = RotationEvent::parse(&json!({"Step": name, "SecretId": "arn:x", "ClientRequestToken": "t", "RotationToken": "r"})).unwrap();
+            let e = RotationEvent::parse(&json!({"Step": name, "SecretId": "arn:x", "ClientRequestToken": TOKEN, "RotationToken": "r"})).unwrap();
             assert_eq!(e.step, step);
             assert_eq!(e.step.as_str(), name);
             assert_eq!(e.secret_id, "arn:x");
-            assert_eq!(e.token, "t");
+            assert_eq!(e.token, TOKEN);
             assert_eq!(e.rotation_token.as_deref(), Some("r"));
         }
         let e = RotationEvent::parse(
-            &json!({"Step": "setSecret", "SecretId": "s", "ClientRequestToken": "t"}),
+            &json!({"Step": "setSecret", "SecretId": "s", "ClientRequestToken": TOKEN}),
         )
         .unwrap();
         assert_eq!(e.rotation_token, None);
@@ -163,7 +204,7 @@ mod tests {
 
     #[test]
     fn debug_hides_the_rotation_token() {
-        let e = RotationEvent::parse(&json!({"Step": "setSecret", "SecretId": "s", "ClientRequestToken": "t", "RotationToken": "very-private-token"})).unwrap();
+        let e = RotationEvent::parse(&json!({"Step": "setSecret", "SecretId": "s", "ClientRequestToken": TOKEN, "RotationToken": "very-private-token"})).unwrap();
         let shown = format!("{e:?}");
         assert!(!shown.contains("very-private-token"), "{shown}");
         assert!(shown.contains("redacted"), "{shown}");
@@ -174,22 +215,22 @@ mod tests {
         for (payload, needle, kind) in [
             (json!([1]), "not a JSON object", "InvalidEvent"),
             (
-                json!({"SecretId": "s", "ClientRequestToken": "t"}),
+                json!({"SecretId": "s", "ClientRequestToken": TOKEN}),
                 "\"Step\" is missing",
                 "InvalidEvent",
             ),
             (
-                json!({"Step": "rotate", "SecretId": "s", "ClientRequestToken": "t"}),
+                json!({"Step": "rotate", "SecretId": "s", "ClientRequestToken": TOKEN}),
                 "\"rotate\"",
                 "UnknownStep",
             ),
             (
-                json!({"Step": "createSecret", "ClientRequestToken": "t"}),
+                json!({"Step": "createSecret", "ClientRequestToken": TOKEN}),
                 "\"SecretId\" is missing",
                 "InvalidEvent",
             ),
             (
-                json!({"Step": "createSecret", "SecretId": 5, "ClientRequestToken": "t"}),
+                json!({"Step": "createSecret", "SecretId": 5, "ClientRequestToken": TOKEN}),
                 "\"SecretId\" is not a string",
                 "InvalidEvent",
             ),
@@ -199,7 +240,7 @@ mod tests {
                 "InvalidEvent",
             ),
             (
-                json!({"Step": "createSecret", "SecretId": "s", "ClientRequestToken": "t", "RotationToken": 1}),
+                json!({"Step": "createSecret", "SecretId": "s", "ClientRequestToken": TOKEN, "RotationToken": 1}),
                 "RotationToken",
                 "InvalidEvent",
             ),

@@ -2,7 +2,7 @@
 //! [`handle`] for each rotation event.
 
 use std::process::ExitCode;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime};
 
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
 use serde_json::Value;
@@ -48,7 +48,7 @@ pub fn main() -> ExitCode {
             let clients = &clients;
             let config = &config;
             async move {
-                let deadline = deadline_instant(ev.context.deadline);
+                let deadline = deadline_instant(ev.context.deadline());
                 handle(clients, config, &ev.payload, deadline)
                     .await
                     .map_err(Diagnostic::from)
@@ -65,17 +65,15 @@ pub fn main() -> ExitCode {
     })
 }
 
-/// Turns the runtime's deadline (epoch milliseconds) into an `Instant`.
-fn deadline_instant(deadline_ms: u64) -> Option<Instant> {
-    if deadline_ms == 0 {
+/// Turns the runtime's deadline into an `Instant` (`None` when the runtime gave none).
+fn deadline_instant(deadline: SystemTime) -> Option<Instant> {
+    if deadline == SystemTime::UNIX_EPOCH {
         return None;
     }
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .ok()?
-        .as_millis();
-    let left = u128::from(deadline_ms).saturating_sub(now_ms);
-    Instant::now().checked_add(Duration::from_millis(u64::try_from(left).ok()?))
+    let left = deadline
+        .duration_since(SystemTime::now())
+        .unwrap_or_default();
+    Instant::now().checked_add(left)
 }
 
 /// Handles one invocation: parse the event, run its step, log the outcome.
@@ -104,107 +102,187 @@ pub async fn handle(
             deadline,
         };
         info!("step started");
+        tracing::debug!(event = ?event, deadline_known = deadline.is_some(), "parsed rotation event");
         let result = match event.step {
             Step::Create => create::create_secret(&ctx).await,
             Step::Set => set::set_secret(&ctx).await,
             Step::Test => test::test_secret(&ctx).await,
             Step::Finish => finish::finish_secret(&ctx).await,
         };
-        match &result {
-            Ok(o) => info!(result = %o.result, "step succeeded"),
-            Err(e) => error!(error_type = e.error_type(), "step failed: {e}"),
+        match result {
+            Ok(result) => {
+                info!(result = %result, "step succeeded");
+                Ok(StepOutcome {
+                    step: event.step,
+                    result,
+                })
+            }
+            Err(e) => {
+                error!(error_type = e.error_type(), "step failed: {e}");
+                Err(e)
+            }
         }
-        result
     }
     .instrument(span)
     .await
 }
 
 /// Crates that never log below `warn`, whatever `RUST_LOG` says: at debug/trace the AWS SDK
-/// prints request bodies (PutSecretValue carries the password and the RotationToken) and
-/// lambda_runtime prints the raw event.
+/// prints request bodies (PutSecretValue carries the password and the RotationToken),
+/// lambda_runtime prints the raw event, and the HTTP, TLS and SMTP crates print what they
+/// carry. A crate matches by name or as a prefix of its module path; every `aws_*` crate is
+/// quiet (`aws_sdk_sts` included).
 const QUIET_CRATES: &[&str] = &[
-    "aws_smithy_runtime",
-    "aws_smithy_runtime_api",
-    "aws_smithy_http_client",
-    "aws_smithy_types",
-    "aws_sdk_secretsmanager",
-    "aws_sdk_iam",
-    "aws_config",
-    "aws_runtime",
-    "aws_sigv4",
     "hyper",
     "hyper_util",
     "h2",
+    "http",
+    "tower",
     "rustls",
+    "tokio_rustls",
     "lambda_runtime",
     "lambda_runtime_api_client",
     "lettre",
 ];
 
-/// The operator's filter with every directive about a quiet crate (or one of its modules)
-/// removed and the quiet crates capped at `warn`.
-fn log_filter(requested: &str) -> String {
-    let quiet = |target: &str| {
-        QUIET_CRATES
-            .iter()
-            .any(|c| target == *c || target.starts_with(&format!("{c}::")))
-    };
-    let mut parts: Vec<String> = requested
-        .split(',')
-        .map(str::trim)
-        .filter(|d| !d.is_empty())
-        .filter(|d| {
-            let target = d.split(['=', '[']).next().unwrap_or_default();
-            // A bare level ("debug") has no target and stays.
-            !d.contains('=') && !d.contains('[') || !quiet(target)
-        })
-        .map(str::to_owned)
-        .collect();
-    parts.extend(QUIET_CRATES.iter().map(|c| format!("{c}=warn")));
-    parts.join(",")
+/// Whether events and spans of `target` are capped at `warn`.
+fn is_quiet(target: &str) -> bool {
+    let krate = target.split("::").next().unwrap_or(target);
+    krate.starts_with("aws_") || krate.starts_with("aws-") || QUIET_CRATES.contains(&krate)
+}
+
+/// The filter for a `RUST_LOG` value: the operator's directives (targets, spans, fields),
+/// AND a cap that no directive can lift: a quiet crate's event or span passes only at `warn`
+/// or above, inside or outside any span. Applied per layer, so it holds for every span
+/// directive (`[name]`, `[{field}]`, `[]`), which a text filter over the directives could not.
+fn log_filter<S>(requested: &str) -> impl tracing_subscriber::layer::Filter<S> + use<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::filter::{FilterExt, filter_fn};
+    let env = EnvFilter::try_new(requested).unwrap_or_else(|_| EnvFilter::new("info"));
+    let cap = filter_fn(|meta| !is_quiet(meta.target()) || *meta.level() <= tracing::Level::WARN);
+    env.and(cap)
 }
 
 fn init_tracing() {
-    use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let requested = std::env::var("RUST_LOG")
         .ok()
         .filter(|v| !v.trim().is_empty())
         .or_else(|| std::env::var("AWS_LAMBDA_LOG_LEVEL").ok())
         .unwrap_or_else(|| "info".into())
         .to_ascii_lowercase();
-    let filter = EnvFilter::try_new(log_filter(&requested))
-        .unwrap_or_else(|_| EnvFilter::new(log_filter("info")));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_target(false)
         .without_time();
     // Lambda's JSON log format wants one JSON object per line; plain text otherwise.
-    if std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
-        builder
-            .json()
-            .with_current_span(true)
-            .with_span_list(false)
-            .init();
-    } else {
-        builder.init();
-    }
+    let layer =
+        if std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
+            fmt.json()
+                .with_current_span(true)
+                .with_span_list(false)
+                .with_filter(log_filter(&requested))
+                .boxed()
+        } else {
+            fmt.with_filter(log_filter(&requested)).boxed()
+        };
+    // A second initialisation (tests) keeps the first subscriber.
+    let _ = tracing_subscriber::registry().with(layer).try_init();
 }
 
 #[cfg(test)]
 mod tests {
-    use super::log_filter;
+    use super::{is_quiet, log_filter};
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .map_err(|_| std::io::ErrorKind::Other)?
+                .extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Emits, under `directives`, a trace event of each quiet crate inside a span with a
+    /// field, and one of our own, and returns what was written.
+    fn emit(directives: &str) -> String {
+        let buf = Buf::default();
+        let writer = buf.clone();
+        let layer = tracing_subscriber::fmt::layer()
+            .with_writer(move || writer.clone())
+            .with_filter(log_filter(directives));
+        let subscriber = tracing_subscriber::registry().with(layer);
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("rotation", step = "createSecret", secret_id = "s");
+            let _g = span.enter();
+            tracing::trace!(target: "aws_smithy_runtime::client", "SDK-TRACE body=SECRET");
+            tracing::debug!(target: "aws_sdk_sts::operation", "STS-DEBUG");
+            tracing::trace!(target: "hyper_util::client", "HYPER-TRACE");
+            tracing::trace!(target: "rustls::conn", "RUSTLS-TRACE");
+            tracing::debug!(target: "lettre::transport", "LETTRE-DEBUG");
+            tracing::trace!(target: "lambda_runtime", "RUNTIME-TRACE");
+            tracing::warn!(target: "aws_smithy_runtime::client", "SDK-WARN");
+            tracing::debug!(target: "ses_smtp_rotator::steps", "OURS-DEBUG");
+        });
+        let out = buf
+            .0
+            .lock()
+            .map(|b| String::from_utf8_lossy(&b).into_owned());
+        out.unwrap_or_default()
+    }
 
     #[test]
-    fn quiet_crates_stay_at_warn_whatever_is_asked() {
-        let f =
-            log_filter("trace,aws_smithy_runtime::client=trace,ses_smtp_rotator=debug,hyper=info");
-        assert!(f.starts_with("trace,ses_smtp_rotator=debug,"), "{f}");
-        assert!(!f.contains("=trace"), "{f}");
-        assert!(!f.contains("hyper=info"), "{f}");
-        assert!(f.contains("aws_smithy_runtime=warn"), "{f}");
-        assert!(f.contains("lambda_runtime=warn"), "{f}");
-        // A crate whose name merely starts like a quiet one is left alone.
-        assert!(log_filter("hyperloop=debug").starts_with("hyperloop=debug,"));
+    fn no_directive_lifts_a_quiet_crate_above_warn() {
+        for directives in [
+            "trace",
+            "aws_smithy_runtime=trace,trace",
+            "[rotation]=trace",
+            "[{step}]=trace",
+            "[{secret_id=s}]=trace",
+            "[]=trace",
+            "aws_sdk_sts[rotation]=trace,hyper_util[{step}]=trace",
+            "lettre=trace,rustls=trace,lambda_runtime=trace",
+        ] {
+            let out = emit(directives);
+            for quiet in [
+                "SDK-TRACE",
+                "STS-DEBUG",
+                "HYPER-TRACE",
+                "RUSTLS-TRACE",
+                "LETTRE-DEBUG",
+                "RUNTIME-TRACE",
+            ] {
+                assert!(!out.contains(quiet), "{directives}: {quiet} in {out}");
+            }
+        }
+        // Our own crate's debug passes where asked for, and quiet crates' warnings pass: the
+        // cap does not silence everything.
+        assert!(emit("trace").contains("OURS-DEBUG"));
+        assert!(emit("trace").contains("SDK-WARN"));
+        assert!(emit("[rotation]=debug").contains("OURS-DEBUG"));
+    }
+
+    #[test]
+    fn quiet_matches_crates_not_look_alikes() {
+        assert!(is_quiet("aws_config::imds"));
+        assert!(is_quiet("aws_sdk_sts"));
+        assert!(is_quiet("h2::codec"));
+        assert!(!is_quiet("hyperloop"));
+        assert!(!is_quiet("ses_smtp_rotator::smtp"));
     }
 }

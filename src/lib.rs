@@ -19,9 +19,12 @@
 pub mod aws;
 pub mod cli;
 pub mod config;
+pub mod endpoint;
 pub mod error;
 pub mod event;
+pub mod identify;
 pub mod lambda;
+pub mod ownership;
 pub mod password;
 pub mod secret;
 pub mod smtp;

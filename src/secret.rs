@@ -12,6 +12,7 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
+use crate::endpoint::region_from_host;
 use crate::password::{Region, SmtpPassword};
 
 /// Default SMTP port: STARTTLS on 587 is open from Lambda (25 is throttled by EC2/Lambda).
@@ -109,7 +110,7 @@ pub enum SecretError {
     },
     /// Neither `region` nor a recognisable SES host gives the region.
     #[error(
-        "cannot tell the SES region: \"host\" is not an SES SMTP endpoint name (email-smtp[-fips].REGION.amazonaws.com[.cn]) and there is no \"region\" field; add \"region\" (required for VPC endpoint names)"
+        "cannot tell the SES region: \"host\" is not an SES SMTP endpoint name (email-smtp[-fips].REGION.amazonaws.com[.cn], email-smtp.REGION.api.aws, or a VPC endpoint name) and there is no \"region\" field; add \"region\""
     )]
     NoRegion,
     /// `region` contradicts the region in `host`.
@@ -172,19 +173,6 @@ impl fmt::Debug for SecretDocument {
             .field("other_fields", &self.raw.len())
             .finish()
     }
-}
-
-/// Extracts the region from an SES SMTP host name, if it is one.
-#[must_use]
-pub fn region_from_host(host: &str) -> Option<Region> {
-    let host = host.trim_end_matches('.').to_ascii_lowercase();
-    let rest = host
-        .strip_prefix("email-smtp-fips.")
-        .or_else(|| host.strip_prefix("email-smtp."))?;
-    let region = rest
-        .strip_suffix(".amazonaws.com.cn")
-        .or_else(|| rest.strip_suffix(".amazonaws.com"))?;
-    Region::new(region).ok()
 }
 
 fn get_str<'a>(
@@ -386,6 +374,22 @@ impl SecretDocument {
         })
     }
 
+    /// Whether two documents describe the same IAM user and SMTP destination (`iam_user`,
+    /// `host`, `port`, `tls`, `region`, `regions`): what a pending version must share with
+    /// AWSCURRENT before its credentials are tested or promoted.
+    #[must_use]
+    pub fn same_destination(&self, other: &Self) -> bool {
+        self.iam_user == other.iam_user
+            && self
+                .host
+                .trim_end_matches('.')
+                .eq_ignore_ascii_case(other.host.trim_end_matches('.'))
+            && self.port == other.port
+            && self.tls == other.tls
+            && self.region == other.region
+            && self.raw.get("regions") == other.raw.get("regions")
+    }
+
     /// True when the document has no credentials yet (the first rotation creates them).
     #[must_use]
     pub fn is_bootstrap(&self) -> bool {
@@ -443,31 +447,6 @@ mod tests {
         assert_eq!(d.port, 587);
         assert_eq!(d.tls, TlsMode::StartTls);
         assert_eq!(d.region.as_str(), "eu-west-1");
-    }
-
-    #[test]
-    fn region_from_host_forms() {
-        for (host, want) in [
-            ("email-smtp.us-east-1.amazonaws.com", Some("us-east-1")),
-            (
-                "email-smtp-fips.us-gov-west-1.amazonaws.com",
-                Some("us-gov-west-1"),
-            ),
-            (
-                "email-smtp.cn-northwest-1.amazonaws.com.cn",
-                Some("cn-northwest-1"),
-            ),
-            ("EMAIL-SMTP.EU-WEST-2.AMAZONAWS.COM.", Some("eu-west-2")),
-            ("vpce-0abc.email-smtp.us-east-1.vpce.amazonaws.com", None),
-            ("smtp.example.com", None),
-            ("email-smtp.amazonaws.com", None),
-        ] {
-            assert_eq!(
-                region_from_host(host).map(|r| r.to_string()).as_deref(),
-                want,
-                "{host}"
-            );
-        }
     }
 
     #[test]

@@ -1,60 +1,63 @@
 //! createSecret: mint the new access key and store the pending credentials.
+//!
+//! Read top to bottom, the step is five phases: the idempotence check (the pending version
+//! already holds working credentials), the ownership guard (the user is dedicated to this
+//! secret and under `IAM_USER_PATH`), the removal of provably stale keys (decided by
+//! [`ownership::stale_keys`], a pure function, from facts fetched first), minting (an
+//! attempt recorded in the marker before CreateAccessKey) and storing (PutSecretValue, with
+//! the attempt's own key deleted if another attempt stored first).
+
+use std::collections::HashMap;
 
 use tracing::{info, warn};
 
 use super::{
-    StepContext, StepOutcome, already_current, current_document, pending_document, pending_state,
+    ALREADY_CURRENT, StepContext, check_destination, check_same_destination, current_document,
+    deadline_epoch, now_epoch, pending_document, pending_state, require_pending_key,
 };
-use crate::aws::{AWSPENDING, CREATING_TAG, CreatingMarker, KeyInfo, OWNER_TAG, owner_tag_value};
+use crate::aws::{CreateKeyError, KeyInfo, SecretState, Stage};
+use crate::config::path_is_under;
 use crate::error::Error;
-use crate::password::derive_smtp_password;
+use crate::ownership::{
+    self, Attempt, AttemptState, KeyFacts, MARKER_TAG, Marker, OWNER_TAG, owner_tag_value,
+    token_digest,
+};
+use crate::password::{SecretAccessKey, derive_smtp_password};
 use crate::secret::{SecretDocument, SmtpCredentials};
 
 /// Creates a new access key for the secret's IAM user, derives its SMTP password and stores
 /// the document with the new credentials as the token's AWSPENDING version.
 ///
-/// Idempotent: if the pending version already holds valid credentials it does nothing. Crash
-/// safe: before a new key is made, every key that is not the current one is deleted (the
-/// previous rotation's old key, or a key a failed attempt made), so the user never has more
-/// than two keys; the current key is never touched. CreateAccessKey runs without automatic
-/// retries so a lost response cannot mint a second key.
-///
-/// A bootstrap (no current key) deletes only a key it can prove a failed attempt of this
-/// rotation made: just before CreateAccessKey it tags the user with the token and the time
-/// ([`crate::aws::CREATING_TAG`]); a never-used key created within a minute of one of its
-/// attempts is ours. Any other key belongs to someone: the step refuses and names it.
-/// finishSecret removes the marker.
+/// Idempotent: if the pending version already holds credentials for the same destination
+/// whose key exists and is Active, it does nothing. Crash and overlap safe: only provably
+/// stale keys are deleted (see [`crate::ownership`]), never the current key nor one a live
+/// attempt may still be storing; CreateAccessKey runs without automatic retries so a lost
+/// response cannot mint a second key; when another attempt stored its credentials first, this
+/// attempt deletes the key it made itself.
 ///
 /// # Errors
-/// Preamble errors; [`Error::MalformedSecret`]; [`Error::NoSuchUser`]; [`Error::WrongUser`] or
-/// [`Error::CurrentKeyMissing`] when the current key is not the user's; [`Error::ForeignKey`]
-/// when a bootstrap finds a key it did not create; IAM / Secrets Manager failures.
-pub async fn create_secret(ctx: &StepContext<'_>) -> Result<StepOutcome, Error> {
-    let token = &ctx.event.token;
+/// Preamble errors; [`Error::MalformedSecret`]; [`Error::HostNotAllowed`];
+/// [`Error::PendingMismatch`]; [`Error::PendingKeyGone`]; [`Error::NoSuchUser`];
+/// [`Error::UserOutsidePath`]; [`Error::UserNotDedicated`];
+/// [`Error::KeyBelongsToOtherUser`] / [`Error::CurrentKeyMissing`];
+/// [`Error::UnadoptedAccessKey`]; [`Error::AttemptInProgress`] / [`Error::KeyNotYetVisible`]
+/// (retryable); IAM / Secrets Manager failures.
+pub async fn create_secret(ctx: &StepContext<'_>) -> Result<String, Error> {
     let Some(state) = pending_state(ctx).await? else {
-        return Ok(already_current("createSecret"));
+        return Ok(ALREADY_CURRENT.into());
     };
     let arn = state.arn.as_str();
     let current = current_document(ctx, arn).await?;
+    check_destination(ctx, arn, &current, Stage::Current)?;
 
-    if let Some(pending) = pending_document(ctx, arn).await? {
-        return match pending.credentials {
-            Some(c) if pending.iam_user == current.iam_user => {
-                info!(key_id = %c.username,
-                      "pending version already holds credentials; nothing to do");
-                Ok(outcome(format!(
-                    "pending version already holds key {}",
-                    c.username
-                )))
-            }
-            _ => Err(Error::PendingMismatch {
-                secret_id: arn.to_owned(),
-                token: token.clone(),
-            }),
-        };
+    // 1. Idempotence: the pending version already holds working credentials.
+    if let Some(done) = already_stored(ctx, arn, &current).await? {
+        return Ok(done);
     }
 
+    // 2. Ownership guard, and the facts every decision below is made from.
     let user = current.iam_user.as_str();
+    check_user_path(ctx, user).await?;
     let tags = ctx.clients.user_tags(user).await?;
     let owner = owner_tag_value(arn);
     if let Some(other) = tags.get(OWNER_TAG).filter(|v| **v != owner) {
@@ -64,49 +67,264 @@ pub async fn create_secret(ctx: &StepContext<'_>) -> Result<StepOutcome, Error> 
             owner: other.clone(),
         });
     }
-    let mut marker = tags
-        .get(CREATING_TAG)
-        .and_then(|v| CreatingMarker::parse(v));
+    let marker = tags
+        .get(MARKER_TAG)
+        .map(|v| Marker::parse(v))
+        .unwrap_or_default();
     let keys = ctx.clients.list_keys(user).await?;
-    // Every refusal comes before the first change.
-    let stale = keys_to_delete(ctx, &current, &keys, marker.as_ref()).await?;
+    let previous_key = previous_key(ctx, &state, &current).await?;
+    let current_key = current.credentials.as_ref().map(|c| c.username.as_str());
+    let mut lookups = HashMap::new();
+    for id in ownership::keys_to_look_up(current_key, previous_key.as_deref(), &keys, &marker) {
+        let answer = ctx.clients.key_usage(&id, user).await?;
+        lookups.insert(id, answer);
+    }
+    let now = now_epoch();
+
+    // 3. The decision (pure), then the removal of provably stale keys. Every refusal comes
+    //    before the first change.
+    let stale = ownership::stale_keys(&KeyFacts {
+        secret_id: arn,
+        user,
+        current_key,
+        previous_key: previous_key.as_deref(),
+        keys: &keys,
+        marker: &marker,
+        lookups: &lookups,
+        now,
+    })?;
     if !tags.contains_key(OWNER_TAG) {
         ctx.clients.tag_user(user, OWNER_TAG, &owner).await?;
     }
     for key in &stale {
         info!(iam_user = %user, key_id = %key,
-              "deleting access key named by no version (left by an earlier rotation)");
+              "deleting a stale access key (the previous rotation's, or one an ended attempt made)");
         ctx.clients.delete_key(user, key).await?;
     }
 
-    if current.is_bootstrap() {
-        let m = CreatingMarker::with_attempt(marker.take(), token, now_epoch());
-        ctx.clients
-            .tag_user(user, CREATING_TAG, &m.to_value())
-            .await?;
-        marker = Some(m);
+    // 4. Minting: the attempt is recorded before CreateAccessKey, its key right after.
+    let mut own = Attempt {
+        token: token_digest(&ctx.event.token),
+        start: now,
+        deadline: deadline_epoch(ctx),
+        key: None,
+        state: AttemptState::Open,
+    };
+    // Read the marker again just before writing it, so that an attempt that recorded itself
+    // since the facts were read is kept, not overwritten.
+    let mut marker = pruned(record_of(ctx, user).await?, &keys, &stale, current_key, now);
+    marker.attempts.push(own.clone());
+    ctx.clients
+        .tag_user(user, MARKER_TAG, &marker.to_value())
+        .await?;
+    // Another attempt of this rotation that recorded itself meanwhile is running: let it
+    // finish (the tags are read again after our own write, so of two attempts at least one
+    // sees the other).
+    if let Some(other) = record_of(ctx, user)
+        .await?
+        .other_live(&ctx.event.token, own.start, now)
+    {
+        let err = Error::AttemptInProgress {
+            secret_id: arn.to_owned(),
+            key: other
+                .key
+                .clone()
+                .unwrap_or_else(|| "a key not yet created".into()),
+            started_secs_ago: now - other.start,
+            deadline_in_secs: other.deadline - now,
+        };
+        own.state = AttemptState::Ended;
+        save_own(ctx, user, &own).await;
+        return Err(err);
     }
-    let (key_id, secret) = ctx.clients.create_key(user).await?;
-    if let Some(m) = marker.take() {
-        // Name the key at once, so that only a lost response leaves the time window to decide.
-        if let Err(e) = ctx
-            .clients
-            .tag_user(user, CREATING_TAG, &m.with_key(&key_id).to_value())
+    let (key_id, secret) = match mint(ctx, user, &mut own).await {
+        Ok(minted) => minted,
+        // IAM refused a key for the two-key limit although the stale keys went: another
+        // attempt made one meanwhile (tags are no lock; this is the race's definite end). Say
+        // so, retryably, when the marker shows it.
+        Err(e) if e.limit_exceeded => {
+            let now = now_epoch();
+            return Err(
+                match record_of(ctx, user)
+                    .await?
+                    .other_live(&ctx.event.token, own.start, now)
+                {
+                    Some(other) => Error::AttemptInProgress {
+                        secret_id: arn.to_owned(),
+                        key: other
+                            .key
+                            .clone()
+                            .unwrap_or_else(|| "a key not yet recorded".into()),
+                        started_secs_ago: now - other.start,
+                        deadline_in_secs: other.deadline - now,
+                    },
+                    None => e.error,
+                },
+            );
+        }
+        Err(e) => return Err(e.error),
+    };
+
+    // 5. Storing.
+    let result = store(ctx, arn, &current, &key_id, secret).await;
+    own.state = AttemptState::Ended;
+    save_own(ctx, user, &own).await;
+    result
+}
+
+/// The marker as the user's tags hold it now.
+async fn record_of(ctx: &StepContext<'_>, user: &str) -> Result<Marker, Error> {
+    Ok(ctx
+        .clients
+        .user_tags(user)
+        .await?
+        .get(MARKER_TAG)
+        .map(|v| Marker::parse(v))
+        .unwrap_or_default())
+}
+
+/// Writes this attempt's record into the marker as it is now (read again, so that another
+/// attempt's record written meanwhile is kept). Best effort: an attempt whose end is not
+/// recorded simply runs out at its deadline.
+async fn save_own(ctx: &StepContext<'_>, user: &str, own: &Attempt) {
+    let saved = async {
+        let mut marker = record_of(ctx, user).await?;
+        match marker.find_mut(&own.token, own.start) {
+            Some(a) => *a = own.clone(),
+            None => marker.attempts.push(own.clone()),
+        }
+        ctx.clients
+            .tag_user(user, MARKER_TAG, &marker.to_value())
             .await
-        {
-            warn!(key_id = %key_id, error = %e, "could not record the new key in the marker tag");
+    }
+    .await;
+    if let Err(e) = saved {
+        warn!(error = %e, "could not record this attempt's progress in the marker tag; its lease runs out at its deadline");
+    }
+}
+
+/// Phase 1: `Some(answer)` when the pending version already holds credentials for the same
+/// destination whose key exists and is Active.
+async fn already_stored(
+    ctx: &StepContext<'_>,
+    arn: &str,
+    current: &SecretDocument,
+) -> Result<Option<String>, Error> {
+    let Some(pending) = pending_document(ctx, arn).await? else {
+        return Ok(None);
+    };
+    check_same_destination(ctx, arn, &pending, current)?;
+    let key_id = require_pending_key(ctx, arn, &pending).await?;
+    info!(key_id = %key_id, "pending version already holds credentials whose key is Active; nothing to do");
+    Ok(Some(format!(
+        "pending version already holds key {key_id} (Active)"
+    )))
+}
+
+/// Refuses a user outside `IAM_USER_PATH` before any change.
+async fn check_user_path(ctx: &StepContext<'_>, user: &str) -> Result<(), Error> {
+    let Some(allowed) = ctx.config.iam_user_path.as_deref() else {
+        return Ok(());
+    };
+    let path = ctx.clients.user_path(user).await?;
+    if path_is_under(&path, allowed) {
+        Ok(())
+    } else {
+        Err(Error::UserOutsidePath {
+            iam_user: user.to_owned(),
+            path,
+            allowed: allowed.to_owned(),
+        })
+    }
+}
+
+/// The key the AWSPREVIOUS version names, when that version is a document of the same user.
+/// A previous version without a value or with an unreadable document names nothing we could
+/// safely delete.
+async fn previous_key(
+    ctx: &StepContext<'_>,
+    state: &SecretState,
+    current: &SecretDocument,
+) -> Result<Option<String>, Error> {
+    let Some(version) = state.version_with(Stage::Previous) else {
+        return Ok(None);
+    };
+    let doc = match super::document_at(ctx, &state.arn, Some(version), Stage::Previous).await {
+        Ok(d) => d,
+        Err(Error::MalformedSecret { .. }) => None,
+        Err(e) => return Err(e),
+    };
+    Ok(doc
+        .filter(|d| d.iam_user == current.iam_user)
+        .and_then(|d| d.credentials.map(|c| c.username)))
+}
+
+/// The marker without attempts that prove nothing any more: ended or expired attempts whose
+/// key is gone or is now the current key, and ambiguous windows older than ten minutes (IAM's
+/// eventual consistency is seconds).
+fn pruned(
+    mut marker: Marker,
+    keys: &[KeyInfo],
+    deleted: &[String],
+    current_key: Option<&str>,
+    now: i64,
+) -> Marker {
+    let listed = |k: &str| keys.iter().any(|x| x.id == k) && !deleted.iter().any(|d| d == k);
+    marker.attempts.retain(|a| {
+        a.is_live(now)
+            || a.key
+                .as_deref()
+                .is_some_and(|k| listed(k) && Some(k) != current_key)
+            || (a.has_window() && a.start > now - 600)
+    });
+    marker
+}
+
+/// Phase 4: CreateAccessKey, recording its outcome in the marker: the key id, or for a
+/// definite refusal that it made nothing, or for an unknown outcome that it may have.
+async fn mint(
+    ctx: &StepContext<'_>,
+    user: &str,
+    own: &mut Attempt,
+) -> Result<(String, SecretAccessKey), CreateKeyError> {
+    match ctx.clients.create_key(user).await {
+        Ok((key_id, secret)) => {
+            info!(iam_user = %user, key_id = %key_id, "created access key");
+            // Name the key at once, so that only a lost response leaves a window to decide.
+            own.key = Some(key_id.clone());
+            save_own(ctx, user, own).await;
+            Ok((key_id, secret))
+        }
+        Err(failed) => {
+            own.state = if failed.ambiguous {
+                AttemptState::Ambiguous
+            } else {
+                AttemptState::Ended
+            };
+            save_own(ctx, user, own).await;
+            Err(failed)
         }
     }
-    info!(iam_user = %user, key_id = %key_id,
-          "created access key");
+}
+
+/// Phase 5: PutSecretValue of the new document as the token's AWSPENDING version.
+async fn store(
+    ctx: &StepContext<'_>,
+    arn: &str,
+    current: &SecretDocument,
+    key_id: &str,
+    secret: SecretAccessKey,
+) -> Result<String, Error> {
+    let token = ctx.event.token.as_str();
+    let user = current.iam_user.as_str();
     let password = derive_smtp_password(&secret, &current.region);
     drop(secret);
     let next = current.with_credentials(SmtpCredentials {
-        username: key_id.clone(),
+        username: key_id.to_owned(),
         password,
     });
     let secret_string = next.to_secret_string();
-    if let Err(e) = ctx
+    let stored = ctx
         .clients
         .put_pending(
             arn,
@@ -114,127 +332,45 @@ pub async fn create_secret(ctx: &StepContext<'_>) -> Result<StepOutcome, Error> 
             ctx.event.rotation_token.as_deref(),
             secret_string.clone(),
         )
-        .await
-    {
-        // The error may be a lost response to a write that happened: read it back. If it is
-        // not there (or the read lags), leave the key: deleting it could leave a stored value
-        // that names a deleted key, while the next attempt deletes an unstored key anyway.
-        match ctx.clients.get_value(arn, Some(token), AWSPENDING).await {
-            Ok(Some(stored)) if stored == secret_string => {
-                warn!(key_id = %key_id, "PutSecretValue reported an error but the value was stored");
-            }
-            _ => {
-                warn!(key_id = %key_id,
-                      "storing the pending version failed; the next attempt deletes the unused key");
-                return Err(e);
-            }
+        .await;
+    match stored {
+        Ok(true) => {}
+        Ok(false) => {
+            // Another attempt stored its credentials first: this attempt's key is named by
+            // nothing, so it goes now; the stored version is checked like a re-run's.
+            warn!(key_id = %key_id,
+                  "another attempt already stored credentials for this version; deleting the key this attempt made");
+            ctx.clients.delete_key(user, key_id).await?;
+            return match already_stored(ctx, arn, current).await? {
+                Some(done) => Ok(format!("{done}; deleted this attempt's key {key_id}")),
+                None => Err(Error::PendingNotReadable {
+                    secret_id: arn.to_owned(),
+                    token: token.to_owned(),
+                    key_id: key_id.to_owned(),
+                }),
+            };
         }
-    }
-    info!(key_id = %key_id,
-          stage = AWSPENDING, "stored pending credentials");
-    Ok(outcome(format!(
-        "created key {key_id} and stored it as AWSPENDING"
-    )))
-}
-
-fn outcome(result: String) -> StepOutcome {
-    StepOutcome {
-        step: "createSecret",
-        result,
-    }
-}
-
-/// Decides which of the user's keys go before a new one is created, refusing (and deleting
-/// nothing) when a key is not ours to delete.
-async fn keys_to_delete(
-    ctx: &StepContext<'_>,
-    current: &SecretDocument,
-    keys: &[KeyInfo],
-    marker: Option<&CreatingMarker>,
-) -> Result<Vec<String>, Error> {
-    let user = current.iam_user.as_str();
-    match &current.credentials {
-        Some(creds) => {
-            let current_id = creds.username.as_str();
-            if !keys.iter().any(|k| k.id == current_id) {
-                let owner = ctx
-                    .clients
-                    .key_usage(current_id, user)
-                    .await?
-                    .and_then(|u| u.owner);
-                return Err(match owner {
-                    Some(owner) if owner != user => Error::WrongUser {
-                        key_id: current_id.to_owned(),
-                        owner,
-                        iam_user: user.to_owned(),
-                    },
-                    _ => Error::CurrentKeyMissing {
-                        key_id: current_id.to_owned(),
-                        iam_user: user.to_owned(),
-                    },
-                });
-            }
-            Ok(keys
-                .iter()
-                .filter(|k| k.id != current_id)
-                .map(|k| k.id.clone())
-                .collect())
-        }
-        None => {
-            let mut orphans = Vec::new();
-            for k in keys {
-                if is_our_orphan(ctx, user, k, marker).await? {
-                    orphans.push(k.id.clone());
-                } else {
-                    return Err(Error::ForeignKey {
-                        iam_user: user.to_owned(),
-                        key_id: k.id.clone(),
-                    });
+        Err(e) => {
+            // The error may be a lost response to a write that happened: read it back. If it
+            // is not there (or the read lags), leave the key: deleting it could leave a stored
+            // value that names a deleted key, while the next attempt deletes it anyway (an
+            // ended attempt named it).
+            match ctx
+                .clients
+                .get_value(arn, Some(token), Stage::Pending)
+                .await
+            {
+                Ok(Some(stored)) if stored == secret_string => {
+                    warn!(key_id = %key_id, "PutSecretValue reported an error but the value was stored");
+                }
+                _ => {
+                    warn!(key_id = %key_id,
+                          "storing the pending version failed; the next attempt deletes the unused key");
+                    return Err(e);
                 }
             }
-            Ok(orphans)
         }
     }
-}
-
-fn now_epoch() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
-/// A key a failed attempt of *this* rotation made: one the marker names (CreateAccessKey
-/// returned it to us), or, when that response was lost, a never-used key created within one
-/// of the marker's attempt windows.
-///
-/// # Errors
-/// IAM failures; a key in the window that IAM cannot describe yet is an error to retry rather
-/// than a verdict.
-pub async fn is_our_orphan(
-    ctx: &StepContext<'_>,
-    user: &str,
-    key: &KeyInfo,
-    marker: Option<&CreatingMarker>,
-) -> Result<bool, Error> {
-    let token = ctx.event.token.as_str();
-    let Some(m) = marker else {
-        return Ok(false);
-    };
-    if m.names(token, &key.id) {
-        return Ok(true);
-    }
-    let Some(created) = key.created else {
-        return Ok(false);
-    };
-    if !m.covers(token, created.secs()) {
-        return Ok(false);
-    }
-    match ctx.clients.key_usage(&key.id, user).await? {
-        Some(u) => Ok(!u.ever_used),
-        None => Err(Error::Iam {
-            operation: "GetAccessKeyLastUsed",
-            iam_user: user.to_owned(),
-            detail: format!("IAM cannot describe key {} yet; retry the rotation", key.id),
-        }),
-    }
+    info!(key_id = %key_id, stage = %Stage::Pending, "stored pending credentials");
+    Ok(format!("created key {key_id} and stored it as AWSPENDING"))
 }

@@ -12,10 +12,10 @@ pub mod test;
 
 use std::time::Instant;
 
-use crate::aws::{AWSCURRENT, AWSPENDING, Clients, SecretState};
+use crate::aws::{Clients, SecretState, Stage};
 use crate::config::Config;
 use crate::error::Error;
-use crate::event::RotationEvent;
+use crate::event::{RotationEvent, Step};
 use crate::secret::SecretDocument;
 
 /// Everything a step needs.
@@ -44,7 +44,7 @@ pub enum TokenState {
 ///
 /// # Errors
 /// [`Error::SecretNotFound`], [`Error::RotationNotEnabled`], [`Error::VersionNotFound`],
-/// [`Error::NotPending`], or a Secrets Manager failure.
+/// [`Error::VersionNotPending`], or a Secrets Manager failure.
 pub async fn preamble(ctx: &StepContext<'_>) -> Result<TokenState, Error> {
     let secret_id = &ctx.event.secret_id;
     let token = &ctx.event.token;
@@ -60,11 +60,11 @@ pub async fn preamble(ctx: &StepContext<'_>) -> Result<TokenState, Error> {
             token: token.clone(),
         });
     }
-    if state.has_stage(token, AWSCURRENT) {
+    if state.has_stage(token, Stage::Current) {
         return Ok(TokenState::AlreadyCurrent(state));
     }
-    if !state.has_stage(token, AWSPENDING) {
-        return Err(Error::NotPending {
+    if !state.has_stage(token, Stage::Pending) {
+        return Err(Error::VersionNotPending {
             secret_id: state.arn,
             token: token.clone(),
         });
@@ -87,12 +87,51 @@ pub async fn pending_state(ctx: &StepContext<'_>) -> Result<Option<SecretState>,
     }
 }
 
-/// The outcome of a step that found its version already AWSCURRENT.
-#[must_use]
-pub fn already_current(step: &'static str) -> StepOutcome {
-    StepOutcome {
-        step,
-        result: "version already AWSCURRENT; nothing to do".into(),
+/// What a step answers when its version is already AWSCURRENT.
+pub const ALREADY_CURRENT: &str = "version already AWSCURRENT; nothing to do";
+
+/// Refuses a document whose SMTP destination is not allowed: credentials go only to SES
+/// endpoints or hosts the operator allowed (`SMTP_ALLOWED_HOSTS`).
+///
+/// # Errors
+/// [`Error::HostNotAllowed`].
+pub fn check_destination(
+    ctx: &StepContext<'_>,
+    arn: &str,
+    doc: &SecretDocument,
+    stage: Stage,
+) -> Result<(), Error> {
+    if ctx.config.allowed_hosts.allows(&doc.host) {
+        Ok(())
+    } else {
+        Err(Error::HostNotAllowed {
+            secret_id: arn.to_owned(),
+            stage,
+            field: "host",
+            host: doc.host.clone(),
+        })
+    }
+}
+
+/// Refuses a pending document that does not describe the same user and destination as
+/// AWSCURRENT: a version written behind the rotation's back never gets credentials tested
+/// or promoted.
+///
+/// # Errors
+/// [`Error::PendingMismatch`].
+pub fn check_same_destination(
+    ctx: &StepContext<'_>,
+    arn: &str,
+    pending: &SecretDocument,
+    current: &SecretDocument,
+) -> Result<(), Error> {
+    if pending.same_destination(current) && pending.credentials.is_some() {
+        Ok(())
+    } else {
+        Err(Error::PendingMismatch {
+            secret_id: arn.to_owned(),
+            token: ctx.event.token.clone(),
+        })
     }
 }
 
@@ -105,7 +144,7 @@ pub async fn document_at(
     ctx: &StepContext<'_>,
     arn: &str,
     version: Option<&str>,
-    stage: &'static str,
+    stage: Stage,
 ) -> Result<Option<SecretDocument>, Error> {
     let Some(text) = ctx.clients.get_value(arn, version, stage).await? else {
         return Ok(None);
@@ -125,11 +164,11 @@ pub async fn document_at(
 /// [`Error::MalformedSecret`] or a Secrets Manager failure; a secret without a current value
 /// is malformed too.
 pub async fn current_document(ctx: &StepContext<'_>, arn: &str) -> Result<SecretDocument, Error> {
-    document_at(ctx, arn, None, AWSCURRENT)
+    document_at(ctx, arn, None, Stage::Current)
         .await?
         .ok_or_else(|| Error::MalformedSecret {
             secret_id: arn.to_owned(),
-            stage: AWSCURRENT,
+            stage: Stage::Current,
             source: crate::secret::SecretError::NoSecretString,
         })
 }
@@ -142,14 +181,107 @@ pub async fn pending_document(
     ctx: &StepContext<'_>,
     arn: &str,
 ) -> Result<Option<SecretDocument>, Error> {
-    document_at(ctx, arn, Some(&ctx.event.token), AWSPENDING).await
+    document_at(ctx, arn, Some(&ctx.event.token), Stage::Pending).await
 }
 
 /// What a step did, for the invocation's response and the log.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct StepOutcome {
-    /// The step.
-    pub step: &'static str,
+    /// The step (serialised as Secrets Manager names it, e.g. `createSecret`).
+    pub step: Step,
     /// One line saying what happened (key ids, never values).
     pub result: String,
+}
+
+/// Seconds since the Unix epoch, by this machine's clock.
+#[must_use]
+pub fn now_epoch() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// The invocation's deadline in epoch seconds (the lease an attempt records); without a
+/// known deadline, Lambda's longest timeout (15 minutes) from now.
+#[must_use]
+pub fn deadline_epoch(ctx: &StepContext<'_>) -> i64 {
+    let left = ctx.deadline.map_or(900, |d| {
+        i64::try_from(
+            d.saturating_duration_since(Instant::now())
+                .as_secs()
+                .saturating_add(1),
+        )
+        .unwrap_or(900)
+    });
+    now_epoch().saturating_add(left)
+}
+
+/// How long after an attempt made a key IAM must list it: past this, a key that is not
+/// listed and that IAM will not describe is gone, not merely lagging.
+const LISTING_LAG_SECS: i64 = 120;
+
+/// Checks that the key a pending document names exists and is Active, and returns its id.
+/// A key confirmed gone (not listed, and GetAccessKeyLastUsed answers NoSuchEntity, or the
+/// marker shows it was made long enough ago for IAM to list it) can never complete the
+/// rotation and would block every later one: AWSPENDING is removed from the version.
+///
+/// # Errors
+/// [`Error::MalformedSecret`] (no credentials); [`Error::PendingKeyNotActive`] (inactive);
+/// [`Error::PendingKeyGone`]; [`Error::KeyNotYetVisible`] (retryable); IAM failures.
+pub async fn require_pending_key(
+    ctx: &StepContext<'_>,
+    arn: &str,
+    pending: &SecretDocument,
+) -> Result<String, Error> {
+    let Some(creds) = pending.credentials.as_ref() else {
+        return Err(Error::MalformedSecret {
+            secret_id: arn.to_owned(),
+            stage: Stage::Pending,
+            source: crate::secret::SecretError::Missing {
+                field: "username",
+                hint: "createSecret has not stored the new credentials yet: run the rotation from createSecret",
+            },
+        });
+    };
+    let user = pending.iam_user.as_str();
+    let key_id = creds.username.as_str();
+    let keys = ctx.clients.list_keys(user).await?;
+    if let Some(k) = keys.iter().find(|k| k.id == key_id) {
+        if k.active {
+            return Ok(key_id.to_owned());
+        }
+        return Err(Error::PendingKeyNotActive {
+            key_id: key_id.to_owned(),
+            iam_user: user.to_owned(),
+            state: "inactive",
+        });
+    }
+    let gone = match ctx.clients.key_usage(key_id, user).await? {
+        crate::aws::KeyLookup::NoSuchKey => true,
+        crate::aws::KeyLookup::Found(_) => false,
+        crate::aws::KeyLookup::Denied => {
+            let tags = ctx.clients.user_tags(user).await?;
+            let marker = tags
+                .get(crate::ownership::MARKER_TAG)
+                .map(|v| crate::ownership::Marker::parse(v))
+                .unwrap_or_default();
+            marker.attempts.iter().any(|a| {
+                a.key.as_deref() == Some(key_id) && a.start < now_epoch() - LISTING_LAG_SECS
+            })
+        }
+    };
+    if !gone {
+        return Err(Error::KeyNotYetVisible {
+            key_id: key_id.to_owned(),
+            iam_user: user.to_owned(),
+        });
+    }
+    tracing::warn!(key_id = %key_id, "the pending version's key is gone; removing AWSPENDING so the next rotation starts fresh");
+    ctx.clients.remove_pending(arn, &ctx.event.token).await?;
+    Err(Error::PendingKeyGone {
+        secret_id: arn.to_owned(),
+        token: ctx.event.token.clone(),
+        key_id: key_id.to_owned(),
+        iam_user: user.to_owned(),
+    })
 }

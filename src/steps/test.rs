@@ -5,19 +5,22 @@ use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 use super::{
-    StepContext, StepOutcome, already_current, current_document, pending_document, pending_state,
+    ALREADY_CURRENT, StepContext, check_destination, check_same_destination, current_document,
+    pending_document, pending_state,
 };
-use crate::aws::{AWSCURRENT, AWSPENDING};
+use crate::aws::Stage;
 use crate::error::Error;
+use crate::ownership::{MARKER_TAG, Marker};
 use crate::secret::SecretDocument;
 use crate::smtp::{LoginOutcome, SmtpTarget, try_login_and_send};
 
 /// Time kept back from the invocation deadline so the step can still report its error.
 pub const DEADLINE_MARGIN: Duration = Duration::from_secs(3);
-/// First pause between attempts; it doubles up to [`MAX_BACKOFF`], with jitter.
-const FIRST_BACKOFF: Duration = Duration::from_millis(500);
-/// Longest pause between attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(8);
+/// Pause between attempts (with ±25 % jitter). A new key is accepted within seconds to tens
+/// of seconds, at a moment no API tells: one AUTH a second wastes at most about a second
+/// after the key starts working (a doubling backoff capped at 8 s wasted up to 8 s), and
+/// stays at no more than one attempt per second on average.
+const BACKOFF: Duration = Duration::from_secs(1);
 /// Attempts on an unreachable endpoint (a second one rides out a blip, more only waste time).
 const UNREACHABLE_ATTEMPTS: u32 = 2;
 
@@ -35,38 +38,67 @@ const UNREACHABLE_ATTEMPTS: u32 = 2;
 /// # Errors
 /// Preamble errors; [`Error::SmtpAuthRejected`] (with attempts, time waited and likely causes);
 /// [`Error::SmtpUnreachable`]; [`Error::SmtpSendNotAuthorized`]; [`Error::SmtpSendFailed`].
-pub async fn test_secret(ctx: &StepContext<'_>) -> Result<StepOutcome, Error> {
+pub async fn test_secret(ctx: &StepContext<'_>) -> Result<String, Error> {
     let Some(state) = pending_state(ctx).await? else {
-        return Ok(already_current("testSecret"));
+        return Ok(ALREADY_CURRENT.into());
     };
     let arn = state.arn.as_str();
+    let current = current_document(ctx, arn).await?;
     let (doc, which) = match pending_document(ctx, arn).await? {
-        Some(doc) => (doc, "pending"),
+        Some(pending) => {
+            check_same_destination(ctx, arn, &pending, &current)?;
+            (pending, Stage::Pending)
+        }
         None => {
-            info!(
-                "pending version has no value (RotateImmediately=false test): testing AWSCURRENT instead"
-            );
-            let current = current_document(ctx, arn).await?;
-            if current.is_bootstrap() {
-                info!("AWSCURRENT is a bootstrap secret without credentials: nothing to test yet");
-                return Ok(outcome(
-                    "AWSCURRENT has no credentials yet (bootstrap secret); nothing to test".into(),
-                ));
+            // Only when no attempt of this rotation made a key is an empty pending version
+            // the RotateImmediately=false test; otherwise the value is lagging: read it once
+            // more, then ask for a retry rather than test (and so let finishSecret promote)
+            // something else than what was stored.
+            let tags = ctx.clients.user_tags(&current.iam_user).await?;
+            let marker = tags
+                .get(MARKER_TAG)
+                .map(|v| Marker::parse(v))
+                .unwrap_or_default();
+            if let Some(attempt) = marker.made_key_for(&ctx.event.token) {
+                match pending_document(ctx, arn).await? {
+                    Some(pending) => {
+                        check_same_destination(ctx, arn, &pending, &current)?;
+                        (pending, Stage::Pending)
+                    }
+                    None => {
+                        return Err(Error::PendingNotReadable {
+                            secret_id: arn.to_owned(),
+                            token: ctx.event.token.clone(),
+                            key_id: attempt
+                                .key
+                                .clone()
+                                .unwrap_or_else(|| "(id not yet recorded)".into()),
+                        });
+                    }
+                }
+            } else {
+                info!(
+                    "pending version has no value and no attempt made a key for it (RotateImmediately=false test): testing AWSCURRENT instead"
+                );
+                if current.is_bootstrap() {
+                    info!(
+                        "AWSCURRENT is a bootstrap secret without credentials: nothing to test yet"
+                    );
+                    return Ok(
+                        "AWSCURRENT has no credentials yet (bootstrap secret); nothing to test"
+                            .into(),
+                    );
+                }
+                (current, Stage::Current)
             }
-            (current, "current")
         }
     };
+    check_destination(ctx, arn, &doc, which)?;
     let key_id = login(ctx, &doc, which).await?;
-    Ok(outcome(format!(
-        "SES accepted the {which} credentials for {key_id}"
-    )))
-}
-
-fn outcome(result: String) -> StepOutcome {
-    StepOutcome {
-        step: "testSecret",
-        result,
-    }
+    Ok(format!(
+        "SES accepted the {} credentials for {key_id}",
+        which.label()
+    ))
 }
 
 fn jitter(d: Duration) -> Duration {
@@ -79,11 +111,7 @@ fn jitter(d: Duration) -> Duration {
 }
 
 /// The retry loop. Returns the key id that logged in.
-async fn login(
-    ctx: &StepContext<'_>,
-    doc: &SecretDocument,
-    which: &'static str,
-) -> Result<String, Error> {
+async fn login(ctx: &StepContext<'_>, doc: &SecretDocument, which: Stage) -> Result<String, Error> {
     let arn = ctx.event.secret_id.as_str();
     let target = SmtpTarget::from_document(doc);
     let endpoint = target.endpoint();
@@ -92,21 +120,16 @@ async fn login(
         .clone()
         .ok_or_else(|| Error::MalformedSecret {
             secret_id: arn.to_owned(),
-            stage: if which == "pending" {
-                AWSPENDING
-            } else {
-                AWSCURRENT
-            },
+            stage: which,
             source: crate::secret::SecretError::Missing {
                 field: "username",
                 hint: "there are no credentials to test",
             },
         })?;
-    let tls = target.tls_parameters().map_err(|e| {
-        // Not a network problem: the host is no valid TLS name, or no root store loads.
-        Error::Config(format!(
-            "cannot set up TLS for {endpoint}: {e}; check the secret's \"host\" and SSL_CERT_FILE"
-        ))
+    // Not a network problem: the host is no valid TLS name, or no root store loads.
+    let tls = target.tls_parameters().map_err(|e| Error::TlsSetup {
+        endpoint: endpoint.clone(),
+        detail: e.to_string(),
     })?;
 
     let start = Instant::now();
@@ -116,7 +139,6 @@ async fn login(
     }
     let mut attempts = 0u32;
     let mut unreachable = 0u32;
-    let mut backoff = FIRST_BACKOFF;
     let mut last = String::from(
         "no SMTP attempt fitted before the invocation deadline; give the function a timeout above SMTP_TEST_TIMEOUT_SECONDS plus 15 s",
     );
@@ -142,7 +164,7 @@ async fn login(
             LoginOutcome::Accepted => {
                 info!(key_id = %creds.username,
                       endpoint = %endpoint, attempts, waited_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
-                      sent_test_message = ctx.config.test_send.is_some(), "SES accepted the {which} credentials");
+                      sent_test_message = ctx.config.test_send.is_some(), "SES accepted the {} credentials", which.label());
                 return Ok(creds.username);
             }
             LoginOutcome::Rejected(text) | LoginOutcome::Temporary(text) => {
@@ -177,7 +199,7 @@ async fn login(
                         .config
                         .test_send
                         .as_ref()
-                        .map(|s| s.from.clone())
+                        .map(|s| s.from.to_string())
                         .unwrap_or_default(),
                     reply,
                 });
@@ -189,9 +211,8 @@ async fn login(
                 });
             }
         }
-        let pause = jitter(backoff).min(end.saturating_duration_since(Instant::now()));
+        let pause = jitter(BACKOFF).min(end.saturating_duration_since(Instant::now()));
         tokio::time::sleep(pause).await;
-        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
     let Some(last) = last_auth else {
         return Err(Error::SmtpUnreachable {

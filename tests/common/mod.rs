@@ -45,7 +45,7 @@ pub struct Env {
     rt: tokio::runtime::Runtime,
     pub iam: aws_sdk_iam::Client,
     pub sm: aws_sdk_secretsmanager::Client,
-    lambda: Option<Child>,
+    lambdas: Vec<Child>,
     lambda_logs: Vec<PathBuf>,
     agent: ureq::Agent,
 }
@@ -124,7 +124,7 @@ impl Env {
             iam: aws_sdk_iam::Client::new(&conf),
             sm: aws_sdk_secretsmanager::Client::new(&conf),
             rt,
-            lambda: None,
+            lambdas: Vec::new(),
             lambda_logs: Vec::new(),
             agent,
         }
@@ -141,9 +141,15 @@ impl Env {
     // --- the binary ----------------------------------------------------------------------
 
     /// Starts the binary as Lambda would, with `extra` configuration on top of the stand-in's
-    /// Lambda environment. Output (stdout and stderr) goes to a log file scanned for secrets.
+    /// Lambda environment (stopping any binary already running). Output (stdout and stderr)
+    /// goes to a log file scanned for secrets.
     pub fn start_lambda(&mut self, extra: &[(&str, &str)]) {
         self.stop_lambda();
+        self.add_lambda(extra);
+    }
+
+    /// Starts one more binary polling the same Runtime API (for concurrent invocations).
+    pub fn add_lambda(&mut self, extra: &[(&str, &str)]) {
         let log_path = self
             .dir
             .join(format!("lambda-{}.log", self.lambda_logs.len()));
@@ -166,14 +172,14 @@ impl Env {
             .stderr(log)
             .spawn()
             .expect("start the binary");
-        self.lambda = Some(child);
+        self.lambdas.push(child);
         self.lambda_logs.push(log_path);
     }
 
-    /// SIGKILLs the running binary, as a crashed or timed-out Lambda sandbox (works through a
+    /// SIGKILLs the running binaries, as a crashed or timed-out Lambda sandbox (works through a
     /// shared reference, so another thread may be waiting on an invocation meanwhile).
     pub fn kill_lambda_hard(&self) {
-        if let Some(c) = &self.lambda {
+        for c in &self.lambdas {
             let _ = Command::new("kill")
                 .args(["-9", &c.id().to_string()])
                 .status();
@@ -181,7 +187,7 @@ impl Env {
     }
 
     pub fn stop_lambda(&mut self) {
-        if let Some(mut c) = self.lambda.take() {
+        for mut c in self.lambdas.drain(..) {
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -196,13 +202,13 @@ impl Env {
             .join("\n")
     }
 
-    /// Waits for the running binary to exit and returns its exit status code.
+    /// Waits for the (single) running binary to exit and returns its exit status code.
     pub fn wait_lambda_exit(&mut self, timeout: Duration) -> Option<i32> {
-        let child = self.lambda.as_mut()?;
+        let child = self.lambdas.last_mut()?;
         let end = std::time::Instant::now() + timeout;
         while std::time::Instant::now() < end {
             if let Ok(Some(status)) = child.try_wait() {
-                self.lambda = None;
+                self.lambdas.pop();
                 return status.code();
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -272,6 +278,62 @@ impl Env {
             "/faults",
             json!({"service": service, "action": action, "mode": mode, "count": -1}),
         );
+    }
+
+    /// Makes the `skip`+1-th next matching AWS request fail once with `mode` (`fail_before`,
+    /// `fail_after` = lost response, `throttle`).
+    pub fn fault_once(&self, service: &str, action: &str, mode: &str, skip: usize) {
+        self.post(
+            "/faults",
+            json!({"service": service, "action": action, "mode": mode, "count": 1, "skip": skip}),
+        );
+    }
+
+    /// Queues the same event `n` times at once (one per polling binary) and returns each result.
+    pub fn invoke_concurrently(&self, event: Value, n: usize) -> Vec<Value> {
+        let events: Vec<Value> = std::iter::repeat_n(event, n).collect();
+        self.post("/invoke-many", json!({ "events": events }))
+            .as_array()
+            .expect("results")
+            .clone()
+    }
+
+    /// Every AWS request the stand-in served so far: (service, action, status, fault).
+    pub fn requests(&self) -> Vec<Value> {
+        self.get("/requests").as_array().expect("requests").clone()
+    }
+
+    /// How many access keys CreateAccessKey made so far (from its answers, lost ones included).
+    pub fn keys_created(&self) -> usize {
+        self.get("/iam/created-keys")
+            .as_array()
+            .expect("created keys")
+            .len()
+    }
+
+    /// The most keys `user` held at any instant, replayed from the stand-in's records: each
+    /// key a CreateAccessKey made (its answer delivered or lost) counts from its creation, each
+    /// key a DeleteAccessKey removed ends then; `preexisting` keys count from the start.
+    /// Independent of moto's own two-key cap.
+    pub fn most_keys_at_once(&self, user: &str, preexisting: usize) -> usize {
+        let mut events: Vec<(f64, i64)> = Vec::new();
+        for k in self.get("/iam/created-keys").as_array().expect("created") {
+            if k["user"] == user {
+                events.push((k["time"].as_f64().expect("time"), 1));
+            }
+        }
+        for k in self.get("/iam/deleted-keys").as_array().expect("deleted") {
+            if k["user"] == user {
+                events.push((k["time"].as_f64().expect("time"), -1));
+            }
+        }
+        events.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let (mut now, mut most) = (preexisting as i64, preexisting as i64);
+        for (_, d) in events {
+            now += d;
+            most = most.max(now);
+        }
+        usize::try_from(most).unwrap_or(0)
     }
 
     pub fn smtp_config(&self, knobs: Value) {
@@ -400,14 +462,16 @@ impl Env {
             .collect()
     }
 
-    /// Keys, stages and the AWSCURRENT document: what a refused request must not change.
+    /// Everything a refused request must not change.
     pub fn snapshot(&self, user: &str, secret: &str) -> Snapshot {
-        (
-            self.keys(user),
-            self.stages(secret),
-            self.doc(secret, "AWSCURRENT"),
-            self.user_tags(user),
-        )
+        Snapshot {
+            keys: self.keys(user),
+            stages: self.stages(secret),
+            current: self.doc(secret, "AWSCURRENT"),
+            documents: self.all_docs(secret),
+            tags: self.user_tags(user),
+            keys_created: self.keys_created(),
+        }
     }
 
     /// A user's tags as sorted (key, value) pairs; empty when the user does not exist.
@@ -472,22 +536,44 @@ impl Env {
     }
 
     /// Every secret that existed during the test: each secret access key moto minted, the SMTP
-    /// passwords derived from it, and every password stored in any version.
+    /// passwords derived from it (for every region the stand-in serves), every password stored
+    /// in any version, and the base64 forms an SMTP AUTH carries them in (PLAIN's
+    /// `\0user\0password`, LOGIN's password line).
     pub fn all_secrets(&self, secret: Option<&str>) -> Vec<String> {
-        let region = Region::new(self.region()).expect("region");
+        use base64::Engine as _;
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let mut regions = vec![self.region().to_owned()];
+        if let Some(m) = self.info["smtp"].as_object() {
+            regions.extend(m.keys().cloned());
+        }
+        let mut creds: Vec<(String, String)> = Vec::new();
         let mut out = Vec::new();
         for k in self.get("/secrets-seen").as_array().expect("secrets") {
+            let id = k["access_key_id"].as_str().expect("key id").to_owned();
             let s = k["secret_access_key"].as_str().expect("secret").to_owned();
             let key = SecretAccessKey::new(s.clone()).expect("valid");
-            out.push(derive_smtp_password(&key, &region).expose().to_owned());
+            for r in &regions {
+                let region = Region::new(r).expect("region");
+                creds.push((
+                    id.clone(),
+                    derive_smtp_password(&key, &region).expose().to_owned(),
+                ));
+            }
+            out.push(b64(&s));
             out.push(s);
         }
         if let Some(secret) = secret {
             for d in self.all_docs(secret) {
-                if let Some(p) = d["password"].as_str() {
-                    out.push(p.to_owned());
+                if let (Some(u), Some(p)) = (d["username"].as_str(), d["password"].as_str()) {
+                    creds.push((u.to_owned(), p.to_owned()));
                 }
             }
+        }
+        for (user, password) in creds {
+            out.push(b64(&format!("\0{user}\0{password}")));
+            out.push(b64(&format!("{user}\0{user}\0{password}")));
+            out.push(b64(&password));
+            out.push(password);
         }
         out.sort();
         out.dedup();
@@ -522,13 +608,22 @@ impl Env {
     }
 }
 
-/// Keys, stages and the AWSCURRENT document of a secret, and the user's tags.
-pub type Snapshot = (
-    Vec<(String, String)>,
-    Vec<(String, Vec<String>)>,
-    Option<Value>,
-    Vec<(String, String)>,
-);
+/// What a refused request must leave exactly as it was; compared field by field, whole.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    /// The user's keys and their status.
+    pub keys: Vec<(String, String)>,
+    /// Every version of the secret and its stages.
+    pub stages: Vec<(String, Vec<String>)>,
+    /// The AWSCURRENT document.
+    pub current: Option<Value>,
+    /// Every version's document.
+    pub documents: Vec<Value>,
+    /// The user's tags.
+    pub tags: Vec<(String, String)>,
+    /// How many keys CreateAccessKey made in the whole stand-in.
+    pub keys_created: usize,
+}
 
 /// Shorthand: a rotation result's step outcomes as (step, ok, error_type).
 pub fn steps(result: &Value) -> Vec<(String, bool, String)> {
@@ -544,4 +639,102 @@ pub fn steps(result: &Value) -> Vec<(String, bool, String)> {
             )
         })
         .collect()
+}
+
+// --- assertions shared by the end-to-end suites ---------------------------------------------
+
+pub const OK4: [(&str, bool, &str); 4] = [
+    ("createSecret", true, ""),
+    ("setSecret", true, ""),
+    ("testSecret", true, ""),
+    ("finishSecret", true, ""),
+];
+
+/// No CreateAccessKey was ever refused for the two-key limit: the function never tried a third.
+pub fn assert_no_limit_exceeded(env: &Env) {
+    let refused: Vec<Value> = env
+        .requests()
+        .into_iter()
+        .filter(|r| r["action"] == "CreateAccessKey" && r["error_code"] == "LimitExceeded")
+        .collect();
+    assert!(refused.is_empty(), "{refused:?}");
+}
+
+pub fn assert_ok(result: &Value) {
+    let got = steps(result);
+    let want: Vec<(String, bool, String)> = OK4
+        .iter()
+        .map(|(s, ok, e)| ((*s).to_owned(), *ok, (*e).to_owned()))
+        .collect();
+    assert_eq!(got, want, "{result:#}");
+    assert_eq!(result["ok"], true, "{result:#}");
+}
+
+/// A user, a bootstrap secret with an extra field, and a running binary.
+pub fn setup(extra_env: &[(&str, &str)]) -> (Env, String) {
+    let mut env = Env::start();
+    env.create_user("ses-smtp");
+    let mut doc = env.bootstrap_doc("ses-smtp");
+    doc["team"] = json!({"owner": "mail-ops", "tags": [1, 2]});
+    let arn = env.create_secret("smtp/prod", &doc);
+    env.start_lambda(extra_env);
+    (env, arn)
+}
+
+/// After a completed rotation: never more than 2 keys at once (replayed from CreateAccessKey's
+/// and DeleteAccessKey's records, not from a list moto caps), no CreateAccessKey refused for
+/// the limit, every key named by some version, AWSPENDING on no version but the current one,
+/// and the current credentials log in.
+pub fn assert_invariants(env: &Env, arn: &str, user: &str) {
+    assert!(env.most_keys_at_once(user, 0) <= 2);
+    assert_no_limit_exceeded(env);
+    let keys = env.keys(user);
+    let named = env.named_keys(arn);
+    for (k, _) in &keys {
+        assert!(
+            named.contains(k),
+            "key {k} is named by no version: {named:?}"
+        );
+    }
+    for (v, stages) in env.stages(arn) {
+        if stages.iter().any(|s| s == "AWSPENDING") {
+            assert!(
+                stages.iter().any(|s| s == "AWSCURRENT"),
+                "AWSPENDING left on {v}"
+            );
+        }
+    }
+    let current = env.doc(arn, "AWSCURRENT").expect("current");
+    let (ok, out) = env.login(&current);
+    assert!(ok, "current credentials do not log in: {out}");
+}
+
+/// Invokes a bad request and checks it fails with `error_type` and changes nothing.
+pub fn assert_refused(
+    env: &Env,
+    arn: &str,
+    user: &str,
+    result: &Value,
+    error_type: &str,
+    needle: &str,
+    before: &Snapshot,
+) {
+    assert_eq!(result["ok"], false, "{result:#}");
+    let (t, m) = match result.get("steps") {
+        Some(s) => {
+            let last = s.as_array().unwrap().last().unwrap();
+            (last["error_type"].clone(), last["error_message"].clone())
+        }
+        None => (
+            result["error_type"].clone(),
+            result["error_message"].clone(),
+        ),
+    };
+    assert_eq!(t, error_type, "{result:#}");
+    assert!(m.as_str().unwrap().contains(needle), "{m}");
+    assert_eq!(
+        &env.snapshot(user, arn),
+        before,
+        "a refused request changed something"
+    );
 }

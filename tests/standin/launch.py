@@ -1,7 +1,7 @@
 """Start the stand-in from a Python script (make demo, make bench) and read its ready line.
 
-Tests in Rust have their own launcher (tests/common/mod.rs); this is the Python one, so that
-scripts do not each copy the start-up dance.
+Tests in Rust have their own launcher (tests/common/mod.rs); this is the Python one (demo,
+bench and the stand-in's own tests), so that scripts do not each copy the start-up dance.
 """
 
 from __future__ import annotations
@@ -11,16 +11,18 @@ import select
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 STANDIN = Path(__file__).resolve().parent / "standin.py"
 
 
-def start_standin(log_path: Path, timeout: float = 60) -> tuple[subprocess.Popen, dict[str, Any]]:
-    """Starts standin.py (stderr to ``log_path``, stdin kept as a pipe: closing it stops the
-    stand-in) and returns the process and its parsed ready line."""
+def start_standin(log_path: Path, timeout: float = 60,
+                  extra_args: Sequence[str] = ()) -> tuple[subprocess.Popen, dict[str, Any]]:
+    """Starts standin.py with ``extra_args`` (e.g. ``["--smtp-regions", "us-east-1,eu-west-1"]``;
+    stderr to ``log_path``, stdin kept as a pipe: closing it stops the stand-in) and returns
+    the process and its parsed ready line."""
     with open(log_path, "wb") as err:  # the child keeps its own handle
-        proc = subprocess.Popen([sys.executable, str(STANDIN)], stdin=subprocess.PIPE,
+        proc = subprocess.Popen([sys.executable, str(STANDIN), *extra_args], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=err)
     assert proc.stdout is not None
     ready, _, _ = select.select([proc.stdout], [], [], timeout)

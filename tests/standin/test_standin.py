@@ -1,4 +1,4 @@
-"""Tests of the local AWS stand-in (tests/standin/standin.py).
+"""Tests of the local AWS stand-in (tests/standin/standin.py, the package tests/standin/sesstandin).
 
 Run from the repo root:  .venv/bin/python -m pytest tests/standin -q
 """
@@ -16,12 +16,12 @@ import socket
 import ssl
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
+from pathlib import Path
 from typing import Any, Callable
 
 import boto3
@@ -31,32 +31,15 @@ from botocore.exceptions import ClientError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-import standin as standin_mod  # noqa: E402
-
-
-def start_standin(*args: str) -> tuple[subprocess.Popen, dict[str, Any]]:
-    """Start standin.py; stdin stays a pipe (closing it stops the process).
-
-    Its stderr goes to a file: a PIPE nobody reads would fill up and block it."""
-    log = tempfile.NamedTemporaryFile(prefix="standin-", suffix=".log", delete=False)
-    p = subprocess.Popen(
-        [sys.executable, os.path.join(HERE, "standin.py"), *args],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
-    )
-    p.log_path = log.name  # type: ignore[attr-defined]
-    log.close()
-    line = p.stdout.readline()
-    if not line:
-        p.kill()
-        with open(p.log_path) as f:  # type: ignore[attr-defined]
-            raise RuntimeError("standin did not start: " + f.read())
-    return p, json.loads(line)
+from launch import start_standin, stop_standin  # noqa: E402
+from sesstandin.common import ses_smtp_password_v4  # noqa: E402
 
 
 class Env:
-    def __init__(self, proc: subprocess.Popen, ready: dict[str, Any]):
+    def __init__(self, proc: subprocess.Popen, ready: dict[str, Any], log_path: Path):
         self.proc = proc
         self.r = ready
+        self.log_path = log_path
         kw = dict(endpoint_url=ready["endpoint"], region_name=ready["region"],
                   aws_access_key_id="test", aws_secret_access_key="test",
                   config=Config(retries={"total_max_attempts": 1, "mode": "standard"}))
@@ -72,15 +55,15 @@ class Env:
             return json.loads(f.read())
 
     # SMTP helpers ------------------------------------------------------------------
-    def smtp_starttls(self) -> smtplib.SMTP:
-        s = smtplib.SMTP(self.r["smtp_host"], self.r["smtp_starttls_port"], timeout=10)
+    def smtp_starttls(self, port: int | None = None) -> smtplib.SMTP:
+        s = smtplib.SMTP(self.r["smtp_host"], port or self.r["smtp_starttls_port"], timeout=10)
         s.ehlo()
         s.starttls(context=self.ssl)
         s.ehlo()
         return s
 
-    def smtp_tls(self) -> smtplib.SMTP_SSL:
-        s = smtplib.SMTP_SSL(self.r["smtp_host"], self.r["smtp_tls_port"], timeout=10, context=self.ssl)
+    def smtp_tls(self, port: int | None = None) -> smtplib.SMTP_SSL:
+        s = smtplib.SMTP_SSL(self.r["smtp_host"], port or self.r["smtp_tls_port"], timeout=10, context=self.ssl)
         s.ehlo()
         return s
 
@@ -105,20 +88,15 @@ def auth(s: smtplib.SMTP, mech: str, user: str, password: str) -> int:
 
 
 def pw(secret: str, region: str) -> str:
-    return standin_mod.ses_smtp_password_v4(secret, region)
+    return ses_smtp_password_v4(secret, region)
 
 
 @pytest.fixture(scope="session")
-def env():
-    p, ready = start_standin()
-    e = Env(p, ready)
-    yield e
-    p.stdin.close()
-    try:
-        p.wait(5)
-    except subprocess.TimeoutExpired:
-        p.kill()
-    os.unlink(p.log_path)
+def env(tmp_path_factory):
+    log = tmp_path_factory.mktemp("standin") / "standin.log"
+    p, ready = start_standin(log)
+    yield Env(p, ready, log)
+    stop_standin(p)
 
 
 @pytest.fixture(autouse=True)
@@ -413,11 +391,115 @@ def test_password_never_recorded(env):
     assert auth(s, "PLAIN", k["AccessKeyId"], p + "x") == 535
     assert auth(s, "LOGIN", k["AccessKeyId"], p) == 235
     s.quit()
-    with open(env.proc.log_path) as f:
-        logged = f.read()
+    logged = env.log_path.read_text()
     dump = json.dumps(env.admin("/smtp/logins")) + json.dumps(env.admin("/keys")) + logged
     assert p not in dump and k["SecretAccessKey"] not in dump
     assert base64.b64encode(p.encode()).decode() not in dump
+
+
+def test_accepting_since_and_login_times(env):
+    env.admin("/smtp/config", {"propagation_delay_seconds": 1.5})
+    k = env.new_key()
+    kid, p = k["AccessKeyId"], pw(k["SecretAccessKey"], env.r["region"])
+    listed = env.admin("/keys?user=smtp-user")[0]
+    assert listed["accepting_since"] == pytest.approx(listed["created"] + 1.5)
+    acc = env.admin(f"/smtp/accepting?key_id={kid}")
+    assert acc["key_id"] == kid and acc["region"] == env.r["region"] and acc["status"] == "Active"
+    assert acc["created"] == listed["created"] and acc["propagation_delay_seconds"] == 1.5
+    assert acc["accepting_since"] == pytest.approx(listed["accepting_since"])
+    assert acc["accepting_now"] == (acc["now"] >= acc["accepting_since"])
+    s = env.smtp_starttls()
+    assert auth(s, "PLAIN", kid, p) == 535
+    refused = env.admin("/smtp/logins")[-1]
+    assert refused["reason"] == "propagation_delay" and refused["time"] < acc["accepting_since"]
+    assert refused["key_age_seconds"] < 1.5
+    time.sleep(max(0.0, acc["accepting_since"] - time.time()) + 0.1)
+    assert env.admin(f"/smtp/accepting?key_id={kid}")["accepting_now"] is True
+    assert auth(s, "PLAIN", kid, p) == 235
+    s.quit()
+    accepted = env.admin("/smtp/logins")[-1]
+    assert accepted["time"] >= acc["accepting_since"] and accepted["key_age_seconds"] >= 1.5
+    with pytest.raises(urllib.error.HTTPError) as ei:
+        env.admin("/smtp/accepting?key_id=AKIAIOSFODNN7EXAMPLE")
+    assert ei.value.code == 404
+
+
+def test_smtp_regions(tmp_path):
+    log = tmp_path / "standin.log"
+    p, r = start_standin(log, extra_args=["--smtp-regions", "us-east-1,eu-west-1"])
+    try:
+        assert r["region"] == "us-east-1" and set(r["smtp"]) == {"us-east-1", "eu-west-1"}
+        assert r["smtp"]["us-east-1"] == {"starttls_port": r["smtp_starttls_port"], "tls_port": r["smtp_tls_port"]}
+        eu = r["smtp"]["eu-west-1"]
+        assert len({eu["starttls_port"], eu["tls_port"], r["smtp_starttls_port"], r["smtp_tls_port"]}) == 4
+        e = Env(p, r, log)
+        k = e.new_key()
+        kid, secret = k["AccessKeyId"], k["SecretAccessKey"]
+        # each emulator judges passwords derived for its own region, on both listeners
+        for region, other in (("us-east-1", "eu-west-1"), ("eu-west-1", "us-east-1")):
+            ports = r["smtp"][region]
+            for s in (e.smtp_starttls(ports["starttls_port"]), e.smtp_tls(ports["tls_port"])):
+                assert auth(s, "PLAIN", kid, pw(secret, other)) == 535
+                assert auth(s, "LOGIN", kid, pw(secret, region)) == 235
+                s.quit()
+        logins = e.admin("/smtp/logins")
+        assert [(x["region"], x["code"], x["reason"]) for x in logins] == (
+            [("us-east-1", 535, "wrong_region"), ("us-east-1", 235, "ok")] * 2
+            + [("eu-west-1", 535, "wrong_region"), ("eu-west-1", 235, "ok")] * 2)
+        assert [x["region"] for x in e.admin("/smtp/logins?region=eu-west-1")] == ["eu-west-1"] * 4
+        # the certificate names the region's SES host
+        with socket.create_connection(("127.0.0.1", eu["tls_port"]), timeout=10) as raw:
+            with e.ssl.wrap_socket(raw, server_hostname="email-smtp.eu-west-1.amazonaws.com") as tls:
+                assert tls.recv(3) == b"220"
+        # knobs per region
+        cfg = e.admin("/smtp/config", {"region": "eu-west-1", "force_454": 1})
+        assert cfg["force_454"] == 1 and e.admin("/smtp/config")["force_454"] == 0
+        assert e.admin("/smtp/config?region=eu-west-1")["force_454"] == 1
+        s = e.smtp_tls(eu["tls_port"])
+        assert auth(s, "PLAIN", kid, pw(secret, "eu-west-1")) == 454
+        assert auth(s, "PLAIN", kid, pw(secret, "eu-west-1")) == 235
+        s.sendmail("a@example.com", ["success@simulator.amazonses.com"], b"Subject: eu\r\n\r\nx\r\n")
+        s.quit()
+        assert [m["region"] for m in e.admin("/smtp/messages")] == ["eu-west-1"]
+        assert e.admin("/smtp/messages?region=us-east-1") == []
+        assert e.admin("/smtp/messages?region=eu-west-1")[0]["subject"] == "eu"
+        e.admin("/smtp/clear", {"region": "eu-west-1"})
+        assert e.admin("/smtp/logins?region=eu-west-1") == []
+        assert len(e.admin("/smtp/logins")) == 4
+        for path, body in (("/smtp/config?region=ap-south-1", None), ("/smtp/logins?region=ap-south-1", None),
+                           ("/smtp/clear", {"region": "ap-south-1"})):
+            with pytest.raises(urllib.error.HTTPError) as ei:
+                e.admin(path, body)
+            assert ei.value.code == 400
+    finally:
+        stop_standin(p)
+    assert p.returncode == 0
+
+
+def test_auth_lines_never_logged_even_verbose(tmp_path):
+    log = tmp_path / "standin.log"
+    p, r = start_standin(log, extra_args=["--verbose"])
+    try:
+        e = Env(p, r, log)
+        k = e.new_key()
+        kid, good = k["AccessKeyId"], pw(k["SecretAccessKey"], r["region"])
+        s = e.smtp_starttls()
+        assert auth(s, "LOGIN", kid, good + "x") == 535
+        assert auth(s, "PLAIN", kid, good) == 235
+        s.quit()
+        logins = e.admin("/smtp/logins")
+        assert [(x["mechanism"], x["code"], x["reason"]) for x in logins] == [
+            ("LOGIN", 535, "bad_password"), ("PLAIN", 235, "ok")]
+        assert not any(f in x for x in logins for f in ("password", "auth_data", "line"))
+    finally:
+        stop_standin(p)
+    logged = log.read_text()
+    assert "SMTP AUTH PLAIN" in logged and "DEBUG" in logged  # the log covers the attempts, verbosely
+    b64 = lambda t: base64.b64encode(t.encode()).decode()  # noqa: E731
+    forms = [good, good + "x", b64(good), b64(good + "x"), b64(f"\0{kid}\0{good}"), b64(kid), k["SecretAccessKey"]]
+    for form in forms:
+        assert form not in logged
+        assert form not in json.dumps(logins)
 
 
 # ---------------------------------------------------------------------------
@@ -531,6 +613,132 @@ def test_fault_fail_before_and_after(env):
     reqs = env.admin("/requests")
     assert any(r["action"] == "CreateAccessKey" and r.get("fault") == "fail_after" for r in reqs)
     assert any(r["action"] == "PutSecretValue" and r.get("status") == 200 for r in reqs)
+
+
+def test_fault_skip_hits_the_nth_matching_request(env):
+    env.iam.create_user(UserName="sk")
+    env.admin("/faults", {"service": "iam", "action": "CreateAccessKey", "mode": "fail_before", "skip": 1})
+    env.iam.create_access_key(UserName="sk")  # the first one passes
+    with pytest.raises(ClientError):
+        env.iam.create_access_key(UserName="sk")  # the second one fails
+    assert len(env.admin("/keys?user=sk")) == 1
+    assert env.admin("/faults") == []
+    key = env.admin("/keys?user=sk")[0]["access_key_id"]
+    env.iam.delete_access_key(UserName="sk", AccessKeyId=key)
+    deleted = env.admin("/iam/deleted-keys")
+    assert [(d["user"], d["key_id"]) for d in deleted] == [("sk", key)]
+
+
+def test_fault_throttle(env):
+    env.iam.create_user(UserName="tu")
+    env.admin("/faults", {"service": "iam", "action": "CreateAccessKey", "mode": "throttle"})
+    with pytest.raises(ClientError) as ei:
+        env.iam.create_access_key(UserName="tu")
+    assert ei.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert ei.value.response["Error"]["Code"] == "Throttling"
+    assert env.admin("/keys?user=tu") == []  # not performed
+    assert env.admin("/iam/created-keys") == []
+
+    env.sm.create_secret(Name="ts", SecretString='{"v": 1}')
+    env.admin("/faults", {"service": "secretsmanager", "action": "PutSecretValue", "mode": "throttle",
+                          "delay_seconds": 0.3})
+    with pytest.raises(ClientError) as ei:
+        env.sm.put_secret_value(SecretId="ts", SecretString='{"v": 2}')
+    assert ei.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert ei.value.response["Error"]["Code"] == "ThrottlingException"
+    assert env.sm.get_secret_value(SecretId="ts")["SecretString"] == '{"v": 1}'
+    assert len(env.admin("/versions?secret_id=ts")) == 1
+    assert env.admin("/faults") == []  # both used up
+    env.sm.put_secret_value(SecretId="ts", SecretString='{"v": 2}')
+
+    throttled = [r for r in env.admin("/requests") if r.get("fault") == "throttle"]
+    assert [(r["service"], r["action"], r["status"], r["error_code"]) for r in throttled] == [
+        ("iam", "CreateAccessKey", 400, "Throttling"),
+        ("secretsmanager", "PutSecretValue", 400, "ThrottlingException"),
+    ]
+    # delay_seconds holds the throttling answer back (a lower bound: the server slept)
+    assert throttled[1]["delay_seconds"] == 0.3
+    assert throttled[1]["end_time"] - throttled[1]["time"] >= 0.3
+    with pytest.raises(urllib.error.HTTPError) as ei2:
+        env.admin("/faults", {"service": "iam", "action": "GetUser", "mode": "bogus"})
+    assert ei2.value.code == 400
+
+
+def test_latency_every_matching_request_without_serializing(env):
+    env.iam.create_user(UserName="lu")
+    rules = env.admin("/latency", {"service": "iam", "action": "GetUser", "seconds": 1.5})
+    assert rules == [{"service": "iam", "action": "GetUser", "seconds": 1.5, "where": "before"}]
+    # a fault on the same action still applies: latency does not use it up, nor it latency
+    env.admin("/faults", {"service": "iam", "action": "GetUser", "mode": "fail_before"})
+    with pytest.raises(ClientError):
+        env.iam.get_user(UserName="lu")
+    errors: list[Exception] = []
+
+    def call() -> None:
+        try:
+            env.iam.get_user(UserName="lu")
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=call) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    env.iam.list_users()
+    reqs = env.admin("/requests")
+    got = [r for r in reqs if r["action"] == "GetUser"]
+    assert [r["status"] for r in got] == [500, 200, 200]
+    assert all(r["latency_seconds"] == 1.5 for r in got)
+    assert "latency_seconds" not in [r for r in reqs if r["action"] == "ListUsers"][0]
+    ok = got[1:]
+    # both were inside the server at once: each arrived before either was answered
+    assert max(r["time"] for r in ok) < min(r["end_time"] for r in ok)
+
+    # "after": the action is done at once, the answer comes later
+    env.admin("/latency", {"service": "iam", "action": "CreateAccessKey", "seconds": 1.0, "where": "after"})
+    env.iam.create_access_key(UserName="lu")
+    created = env.admin("/keys?user=lu")[0]["created"]
+    entry = [r for r in env.admin("/requests") if r["action"] == "CreateAccessKey"][0]
+    assert entry["end_time"] - created >= 1.0
+    assert env.admin("/latency", {"service": "iam", "action": "GetUser", "seconds": 0}) == [
+        {"service": "iam", "action": "CreateAccessKey", "seconds": 1.0, "where": "after"}]
+    env.admin("/latency", method="DELETE")
+    assert env.admin("/latency") == []
+
+
+def test_created_keys_counted_from_answers(env):
+    env.iam.create_user(UserName="ck")
+    k1 = env.iam.create_access_key(UserName="ck")["AccessKey"]
+    env.admin("/faults", {"service": "iam", "action": "CreateAccessKey", "mode": "fail_after"})
+    with pytest.raises(ClientError):
+        env.iam.create_access_key(UserName="ck")  # made, answer lost
+    env.admin("/faults", {"service": "iam", "action": "CreateAccessKey", "mode": "fail_before"})
+    with pytest.raises(ClientError):
+        env.iam.create_access_key(UserName="ck")  # not made
+    with pytest.raises(ClientError) as ei:
+        env.iam.create_access_key(UserName="ck")  # moto refuses a third key
+    assert ei.value.response["Error"]["Code"] == "LimitExceeded"
+
+    created = env.admin("/iam/created-keys")
+    assert [(c["user"], c["answered"]) for c in created] == [("ck", True), ("ck", False)]
+    assert created[0]["key_id"] == k1["AccessKeyId"]
+    assert {c["key_id"] for c in created} == {k["access_key_id"] for k in env.admin("/keys?user=ck")}
+    reqs = [r for r in env.admin("/requests") if r["action"] == "CreateAccessKey"]
+    assert [(r["status"], r.get("fault"), r.get("key_id"), r.get("answered")) for r in reqs] == [
+        (200, None, k1["AccessKeyId"], True),
+        (500, "fail_after", created[1]["key_id"], False),
+        (500, "fail_before", None, None),
+        (reqs[3]["status"], None, None, None),
+    ]
+    assert reqs[1]["performed_status"] == 200
+    assert reqs[3]["status"] >= 400 and reqs[3]["error_code"] == "LimitExceeded"
+    assert all(isinstance(r["status"], int) and r["service"] and r["action"] for r in env.admin("/requests"))
+    # only the key ids were taken from the answers
+    seen = json.dumps(env.admin("/requests")) + json.dumps(created)
+    assert "SecretAccessKey" not in seen
+    assert not any(x["secret_access_key"] in seen for x in env.admin("/secrets-seen"))
 
 
 # ---------------------------------------------------------------------------
@@ -660,13 +868,63 @@ def test_dead_poller_does_not_eat_invocations(env, fake_lambda):
     assert r["ok"] and r["response"] == "alive"
 
 
+def test_simultaneous_invocations_go_to_different_runtimes(env, fake_lambda):
+    both = threading.Barrier(2, timeout=20)
+
+    def runtime(name: str) -> Callable:
+        def handle(event, hdrs):
+            # returns only while the other runtime holds an event too: a stand-in that
+            # delivered one at a time would break the barrier and fail both invocations
+            both.wait()
+            return {"runtime": name, "event": event, "request_id": hdrs["Lambda-Runtime-Aws-Request-Id"]}
+
+        return handle
+
+    fake_lambda(runtime("a"))
+    fake_lambda(runtime("b"))
+    events = [{"Step": "createSecret", "n": 1}, {"Step": "createSecret", "n": 2}]
+    res = env.admin("/invoke-many", {"events": events, "deadline_seconds": 30})
+    assert [r["ok"] for r in res] == [True, True], res
+    assert [r["response"]["event"] for r in res] == events
+    assert [r["response"]["request_id"] for r in res] == [r["request_id"] for r in res]
+    assert {r["response"]["runtime"] for r in res} == {"a", "b"}
+    assert res[0]["delivered_to"] != res[1]["delivered_to"]
+    assert max(r["delivered_at"] for r in res) < min(r["finished_at"] for r in res)
+
+    # two /invoke admin calls at once are served at once as well
+    results: list[Any] = [None, None]
+
+    def call(i: int) -> None:
+        results[i] = env.admin("/invoke", {"event": {"n": i}, "deadline_seconds": 30})
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(40)
+    assert [r["ok"] for r in results] == [True, True], results
+    assert [r["response"]["event"] for r in results] == [{"n": 0}, {"n": 1}]
+    assert {r["response"]["runtime"] for r in results} == {"a", "b"}
+
+
+def test_invoke_many_without_runtime_and_bad_input(env):
+    res = env.admin("/invoke-many", {"events": [{"n": 1}, {"n": 2}], "deadline_seconds": 0.2})
+    assert [(r["ok"], r["error_type"]) for r in res] == [(False, "Sandbox.Timedout")] * 2
+    assert all("no runtime" in r["error_message"] and r["delivered_at"] is None for r in res)
+    for bad in ({}, {"events": []}, {"events": {"n": 1}}):
+        with pytest.raises(urllib.error.HTTPError) as ei:
+            env.admin("/invoke-many", bad)
+        assert ei.value.code == 400
+
+
 # ---------------------------------------------------------------------------
 # process lifecycle
 # ---------------------------------------------------------------------------
 
 
-def test_second_instance_ports_and_exit_on_stdin_eof(env):
-    p, r = start_standin("--region", "eu-west-1", "--account", "111122223333")
+def test_second_instance_ports_and_exit_on_stdin_eof(env, tmp_path):
+    log = tmp_path / "standin.log"
+    p, r = start_standin(log, extra_args=["--region", "eu-west-1", "--account", "111122223333"])
     try:
         assert r["region"] == "eu-west-1" and r["account"] == "111122223333"
         mine = {r["endpoint"], r["runtime_api"], r["admin"], r["smtp_starttls_port"], r["smtp_tls_port"]}
@@ -674,7 +932,7 @@ def test_second_instance_ports_and_exit_on_stdin_eof(env):
                   env.r["smtp_tls_port"]}
         assert not mine & theirs
         assert os.path.exists(r["ca_file"])
-        e2 = Env(p, r)
+        e2 = Env(p, r, log)
         k = e2.new_key()
         assert k["AccessKeyId"]
         arn = e2.sm.create_secret(Name="x", SecretString="{}")["ARN"]
@@ -684,13 +942,14 @@ def test_second_instance_ports_and_exit_on_stdin_eof(env):
         assert auth(s, "PLAIN", k["AccessKeyId"], pw(k["SecretAccessKey"], "us-east-1")) in (503, 535)
         s.close()
     finally:
-        p.stdin.close()
-    assert p.wait(5) == 0
+        stop_standin(p)  # closes stdin; kills (returncode != 0) only if it did not exit
+    assert p.returncode == 0
     assert not os.path.exists(r["ca_file"])
 
 
-def test_exit_on_sigterm():
-    p, r = start_standin()
+def test_exit_on_sigterm(tmp_path):
+    p, r = start_standin(tmp_path / "standin.log")
     p.terminate()
     assert p.wait(5) == 0
     assert not os.path.exists(r["ca_file"])
+    stop_standin(p)

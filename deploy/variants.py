@@ -1,0 +1,245 @@
+"""Render the templates once per deployment variant and check what CloudFormation would build.
+
+Run by deploy/lint.sh with the lint venv's Python (it uses cfn-lint's template decoder):
+
+    python deploy/variants.py OUT_DIR
+
+For every variant (Scope single/shared, ReplicaRegions unset/set/too many, alerting and KMS
+on/off, the application stack) it writes OUT_DIR/<variant>.json: the template with the
+variant's values as parameter defaults, so that cfn-lint, sam validate and checkov, which
+resolve conditions from defaults, each see that variant. It then evaluates the intrinsics
+that build values (conditions, Fn::If/Join/Split/Select/Sub) and checks the results that
+are easy to get wrong: the bootstrap document is valid JSON with a "regions" array exactly
+when ReplicaRegions is set, the replica list matches it, a sixth region is refused, the
+shared scope creates no secret, user or schedule, and the reserved concurrency is 1 for a
+single secret and none for the shared function. One line per variant; exit 1 on a failure.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import sys
+from pathlib import Path
+
+from cfnlint.decode import decode
+
+ROOT = Path(__file__).resolve().parent.parent
+TOPIC = "arn:aws:sns:us-east-1:123456789012:ses-smtp-alerts"
+KEY = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+PSEUDO = {
+    "AWS::Region": "us-east-1",
+    "AWS::AccountId": "123456789012",
+    "AWS::Partition": "aws",
+    "AWS::StackName": "lint-stack",
+    "AWS::URLSuffix": "amazonaws.com",
+}
+NO_VALUE = object()
+
+# name -> (template, parameter values, expectations)
+VARIANTS = {
+    "single": ("template.yaml", {}, {"regions": None, "reserved": 1}),
+    "single-replicas": (
+        "template.yaml",
+        {"ReplicaRegions": "eu-west-1,us-west-2", "AlertTopicArn": TOPIC, "KmsKeyArn": KEY},
+        {"regions": ["eu-west-1", "us-west-2"], "reserved": 1},
+    ),
+    "single-six-regions": (
+        "template.yaml",
+        {"ReplicaRegions": "eu-west-1,eu-west-2,eu-west-3,eu-north-1,eu-central-1,us-west-2"},
+        {"regions": "too-many", "reserved": 1},
+    ),
+    "single-existing-secret": (
+        "template.yaml",
+        {
+            "SecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:smtp-AbCdEf",
+            "CreateSmtpUser": "false",
+            "ReservedConcurrency": "none",
+            "AlertTopicArn": TOPIC,
+        },
+        {"secret": False, "reserved": None},
+    ),
+    "shared": ("template.yaml", {"Scope": "shared"}, {"shared": True, "reserved": None}),
+    "shared-alerts-kms": (
+        "template.yaml",
+        {
+            "Scope": "shared",
+            "AlertTopicArn": TOPIC,
+            "KmsKeyArn": KEY,
+            "ReservedConcurrency": "10",
+            "ReplicaRegions": "eu-west-1",
+        },
+        {"shared": True, "reserved": 10},
+    ),
+    "app": ("deploy/app-stack.yaml", {"SecretName": "billing/ses-smtp", "SmtpIamUserName": "billing-smtp"}, {"regions": None}),
+    "app-replicas": (
+        "deploy/app-stack.yaml",
+        {
+            "SecretName": "billing/ses-smtp",
+            "SmtpIamUserName": "billing-smtp",
+            "ReplicaRegions": "eu-west-1",
+            "NotificationTopicArn": TOPIC,
+            "RotatorFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:shared-rotator",
+            "SmtpIamUserPath": "/ses-smtp/",
+        },
+        {"regions": ["eu-west-1"]},
+    ),
+}
+
+
+class Evaluator:
+    """Just enough of CloudFormation's intrinsics to compute parameter-derived values."""
+
+    def __init__(self, template: dict, values: dict[str, str]):
+        self.t = template
+        self.params: dict[str, object] = {}
+        for name, p in template.get("Parameters", {}).items():
+            raw = str(values.get(name, p.get("Default", "")))
+            self.params[name] = raw.split(",") if p.get("Type") == "CommaDelimitedList" else raw
+        self._conds: dict[str, bool] = {}
+
+    def cond(self, name: str) -> bool:
+        if name not in self._conds:
+            self._conds[name] = bool(self.ev(self.t["Conditions"][name]))
+        return self._conds[name]
+
+    def ref(self, name: str):
+        if name == "AWS::NoValue":
+            return NO_VALUE
+        if name in PSEUDO:
+            return PSEUDO[name]
+        if name in self.params:
+            return self.params[name]
+        if name in self.t.get("Resources", {}):
+            return f"REF-{name}"
+        raise KeyError(f"Ref to unknown {name}")
+
+    def sub(self, text: str, extra: dict) -> str:
+        def one(m: re.Match) -> str:
+            key = m.group(1)
+            if key in extra:
+                v = extra[key]
+            elif "." in key:
+                v = f"ATT-{key}"
+            else:
+                v = self.ref(key)
+            if isinstance(v, list):
+                raise ValueError(f"Fn::Sub of list {key}")
+            return str(v)
+
+        return re.sub(r"\$\{([^}!]+)\}", one, text)
+
+    def ev(self, node):
+        if isinstance(node, list):
+            out = [self.ev(x) for x in node]
+            return [x for x in out if x is not NO_VALUE]
+        if not isinstance(node, dict):
+            return node
+        if len(node) == 1:
+            (k, v), = node.items()
+            if k == "Ref":
+                return self.ref(v)
+            if k == "Condition":
+                return self.cond(v)
+            if k == "Fn::Equals":
+                a, b = (self.ev(x) for x in v)
+                return a == b
+            if k == "Fn::Not":
+                return not self.ev(v[0])
+            if k == "Fn::And":
+                return all(self.ev(x) for x in v)
+            if k == "Fn::Or":
+                return any(self.ev(x) for x in v)
+            if k == "Fn::If":
+                return self.ev(v[1] if self.cond(v[0]) else v[2])
+            if k == "Fn::Join":
+                return str(v[0]).join(str(x) for x in self.ev(v[1]))
+            if k == "Fn::Split":
+                return str(self.ev(v[1])).split(v[0])
+            if k == "Fn::Select":
+                return self.ev(v[1])[int(self.ev(v[0]))]
+            if k == "Fn::Sub":
+                if isinstance(v, str):
+                    return self.sub(v, {})
+                return self.sub(v[0], {kk: self.ev(vv) for kk, vv in v[1].items()})
+            if k == "Fn::GetAtt":
+                return f"ATT-{v[0] if isinstance(v, list) else v}"
+            if k == "Fn::ImportValue":
+                return f"IMPORT-{self.ev(v)}"
+        return {k: self.ev(v) for k, v in node.items()}
+
+    def resource(self, name: str):
+        r = self.t["Resources"].get(name)
+        if r is None or ("Condition" in r and not self.cond(r["Condition"])):
+            return None
+        return self.ev(r.get("Properties", {}))
+
+
+def check(name: str, ev: Evaluator, exp: dict) -> str:
+    """Check one variant; returns a short summary or raises AssertionError."""
+    notes = []
+    if exp.get("shared"):
+        for res in ("SmtpSecret", "SmtpUser", "RotationSchedule"):
+            assert ev.resource(res) is None, f"shared scope creates {res}"
+        fn = ev.resource("RotatorFunction")
+        env = fn["Environment"]["Variables"]
+        assert env["IAM_USER_PATH"] == ev.params["SmtpIamUserPath"], "IAM_USER_PATH"
+        perm = ev.resource("SecretsManagerInvokePermission")
+        assert perm["SourceArn"].endswith(":secret:*") and perm["SourceAccount"], "invoke permission"
+        notes.append("no secret/user/schedule, SourceArn secret:*")
+    if "reserved" in exp:
+        fn = ev.resource("RotatorFunction")
+        got = fn.get("ReservedConcurrentExecutions")
+        got = None if got is NO_VALUE else got
+        assert (int(got) if got is not None else None) == exp["reserved"], f"reserved concurrency {got!r}"
+        notes.append(f"reserved concurrency {got if got is not None else 'none'}")
+    if exp.get("secret") is False:
+        assert ev.resource("SmtpSecret") is None, "creates a secret although SecretArn is given"
+        notes.append("no secret created")
+    if "regions" in exp:
+        secret = ev.resource("SmtpSecret")
+        assert secret is not None, "no secret"
+        doc = json.loads(secret["SecretString"])
+        replicas = secret.get("ReplicaRegions", NO_VALUE)
+        want = exp["regions"]
+        if want is None:
+            assert "regions" not in doc, f"regions field without ReplicaRegions: {doc}"
+            assert replicas is NO_VALUE, "ReplicaRegions without the parameter"
+            notes.append(f"document keys {sorted(doc)}")
+        elif want == "too-many":
+            assert replicas[-1]["Region"] == "ReplicaRegions-lists-more-than-5-regions", replicas
+            assert len(replicas) == 6, replicas
+            notes.append("6th region refused")
+        else:
+            assert doc.get("regions") == want, f"regions {doc.get('regions')!r} != {want!r}"
+            assert [r["Region"] for r in replicas] == want, f"replicas {replicas!r}"
+            notes.append(f"regions {want} = replicas")
+        assert set(doc) >= {"iam_user", "host", "port"} and isinstance(doc["port"], int), doc
+    return "; ".join(notes)
+
+
+def main() -> int:
+    out = Path(sys.argv[1])
+    out.mkdir(parents=True, exist_ok=True)
+    failed = 0
+    for name, (path, values, exp) in VARIANTS.items():
+        template, matches = decode(str(ROOT / path))
+        if matches:
+            print(f"{name}: cannot parse {path}: {matches}")
+            return 1
+        rendered = copy.deepcopy(template)
+        for k, v in values.items():
+            rendered["Parameters"][k]["Default"] = v
+        (out / f"{name}.json").write_text(json.dumps(rendered, indent=1))
+        try:
+            summary = check(name, Evaluator(template, values), exp)
+            print(f"  {name:24} ok    {summary}")
+        except (AssertionError, KeyError, ValueError, TypeError, IndexError) as e:
+            print(f"  {name:24} FAIL  {e}")
+            failed = 1
+    return failed
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,597 @@
+//! Safety under overlap, faults, edits and hostile input (DESIGN "Safety under overlap, edits
+//! and hostile documents"), end to end through the real binary against the stand-ins.
+//!
+//! - Two binaries run createSecret for one token at the same moment (regular and bootstrap).
+//! - A fault matrix: every AWS call a full rotation makes, in turn, fails before reaching the
+//!   server, loses its response after the server acted, or is throttled; Secrets Manager's
+//!   next moves (the step again, then the rest) must converge with the invariants holding
+//!   after every step.
+//! - Hostile events and documents: a stable error type, a message naming the field and never
+//!   the value, and no state change.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::{
+    Env, assert_invariants, assert_no_limit_exceeded, assert_ok, assert_refused, setup, steps,
+};
+use serde_json::{Value, json};
+
+const STEPS: [&str; 4] = ["createSecret", "setSecret", "testSecret", "finishSecret"];
+
+fn event(step: &str, arn: &str, token: &str) -> Value {
+    json!({"Step": step, "SecretId": arn, "ClientRequestToken": token, "RotationToken": "e2e-rotation-token"})
+}
+
+/// Runs a step until it succeeds, as Secrets Manager retries a failed rotation: only
+/// retryable error types may come back meanwhile.
+fn step_until_ok(env: &Env, step: &str, arn: &str, token: &str) -> Value {
+    for _ in 0..10 {
+        let r = env.invoke(step, arn, token);
+        if r["ok"] == true {
+            return r;
+        }
+        let t = r["error_type"].as_str().unwrap_or_default();
+        assert!(
+            matches!(t, "AttemptInProgress" | "KeyNotYetVisible"),
+            "{step} failed with a non-retryable error: {r:#}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    panic!("{step} never succeeded");
+}
+
+/// Every key a version of the secret names exists (no stored version names a deleted key).
+fn assert_versions_name_existing_keys(env: &Env, arn: &str, user: &str) {
+    let keys: Vec<String> = env.keys(user).into_iter().map(|(k, _)| k).collect();
+    for doc in env.all_docs(arn) {
+        if let Some(k) = doc["username"].as_str() {
+            assert!(
+                keys.iter().any(|x| x == k),
+                "a stored version names deleted key {k}: {keys:?}"
+            );
+        }
+    }
+}
+
+fn overlap(bootstrap: bool) {
+    let (mut env, arn) = setup(&[]);
+    if !bootstrap {
+        assert_ok(&env.rotate(&arn, None));
+    }
+    env.add_lambda(&[]);
+    // Server-side latency on every IAM call, so that the two attempts truly interleave.
+    env.post(
+        "/latency",
+        json!({"service": "iam", "action": "*", "seconds": 0.15}),
+    );
+    let token = env.pending(&arn);
+    let results = env.invoke_concurrently(event("createSecret", &arn, &token), 2);
+    env.delete("/latency");
+    // They ran at the same time: each was handed out before the other answered.
+    let delivered = |r: &Value| r["delivered_at"].as_f64().expect("delivered_at");
+    let finished = |r: &Value| r["finished_at"].as_f64().expect("finished_at");
+    assert!(
+        delivered(&results[0]).max(delivered(&results[1]))
+            < finished(&results[0]).min(finished(&results[1])),
+        "the two invocations did not overlap: {results:#?}"
+    );
+    assert_ne!(
+        results[0]["delivered_to"], results[1]["delivered_to"],
+        "one binary ran both"
+    );
+    for r in &results {
+        let t = r["error_type"].as_str().unwrap_or_default();
+        assert!(
+            r["ok"] == true || matches!(t, "AttemptInProgress" | "KeyNotYetVisible"),
+            "an overlapping createSecret failed for good: {r:#}"
+        );
+    }
+    // At this instant the stored versions name only keys that exist.
+    assert_versions_name_existing_keys(&env, &arn, "ses-smtp");
+    // Secrets Manager's retries then complete the rotation.
+    for step in STEPS {
+        step_until_ok(&env, step, &arn, &token);
+        assert_versions_name_existing_keys(&env, &arn, "ses-smtp");
+    }
+    assert_eq!(
+        env.version_with(&arn, "AWSCURRENT").as_deref(),
+        Some(token.as_str())
+    );
+    assert!(env.most_keys_at_once("ses-smtp", 0) <= 2);
+    assert_invariants(&env, &arn, "ses-smtp");
+    env.assert_no_secrets_leaked(Some(&arn));
+}
+
+#[test]
+fn two_create_secret_runs_at_once_in_a_regular_rotation() {
+    overlap(false);
+}
+
+#[test]
+fn two_create_secret_runs_at_once_in_a_bootstrap() {
+    overlap(true);
+}
+
+/// The AWS calls (service, action) a regular rotation makes, in order, as the stand-in saw
+/// them.
+fn calls_of_a_rotation(env: &Env, arn: &str) -> Vec<(String, String)> {
+    let before = env.requests().len();
+    assert_ok(&env.rotate(arn, None));
+    env.requests()[before..]
+        .iter()
+        .map(|r| {
+            (
+                r["service"].as_str().unwrap_or_default().to_owned(),
+                r["action"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// For every AWS call of a regular rotation in turn: the fault `mode` hits it once, then
+/// Secrets Manager's next moves run (the failed step again, then the rest). After every step
+/// AWSCURRENT logs in and the user never held more than two keys; once complete, no key is
+/// named by no version. Returns the number of points.
+fn fault_matrix(mode: &str) -> usize {
+    let mut env = Env::start();
+    env.start_lambda(&[]);
+    // The reference: which calls a regular rotation makes (the third of a secret's life, so
+    // that it also deletes the key the one before retired).
+    env.create_user("ref");
+    let arn = env.create_secret("ref", &env.bootstrap_doc("ref"));
+    assert_ok(&env.rotate(&arn, None));
+    assert_ok(&env.rotate(&arn, None));
+    let calls = calls_of_a_rotation(&env, &arn);
+    assert!(calls.len() >= 15, "{calls:?}");
+    let mut outcomes: BTreeMap<String, usize> = BTreeMap::new();
+    for (i, (service, action)) in calls.iter().enumerate() {
+        let user = format!("u{i}");
+        env.create_user(&user);
+        let arn = env.create_secret(&format!("s{i}"), &env.bootstrap_doc(&user));
+        assert_ok(&env.rotate(&arn, None));
+        assert_ok(&env.rotate(&arn, None));
+        let old_key = env.current_key(&arn);
+        let token = env.pending(&arn);
+        let skip = calls[..i]
+            .iter()
+            .filter(|(s, a)| s == service && a == action)
+            .count();
+        env.fault_once(service, action, mode, skip);
+        let point = format!("#{i} {service}:{action} {mode}");
+        let mut failed_step = None;
+        for step in STEPS {
+            let r = env.invoke(step, &arn, &token);
+            if r["ok"] != true {
+                failed_step = Some(step);
+                *outcomes
+                    .entry(r["error_type"].as_str().unwrap_or("?").to_owned())
+                    .or_default() += 1;
+                // What Secrets Manager runs next: the same step again.
+                let again = env.invoke(step, &arn, &token);
+                assert_eq!(again["ok"], true, "{point}: {step} retried: {again:#}");
+            }
+            let current = env.doc(&arn, "AWSCURRENT").expect("AWSCURRENT");
+            let (ok, out) = env.login(&current);
+            assert!(
+                ok,
+                "{point}: after {step} AWSCURRENT does not log in: {out}"
+            );
+            assert!(
+                env.most_keys_at_once(&user, 0) <= 2,
+                "{point}: more than two keys after {step}"
+            );
+        }
+        if failed_step.is_none() {
+            *outcomes.entry("absorbed by SDK retry".into()).or_default() += 1;
+        }
+        assert_eq!(
+            env.version_with(&arn, "AWSCURRENT").as_deref(),
+            Some(token.as_str()),
+            "{point}"
+        );
+        assert_invariants(&env, &arn, &user);
+        let keys = env.keys(&user);
+        assert!(
+            keys.contains(&(old_key.clone(), "Inactive".to_owned())),
+            "{point}: the old key was not retired: {keys:?}"
+        );
+        env.delete("/faults");
+    }
+    assert_no_limit_exceeded(&env);
+    env.stop_lambda();
+    env.assert_no_secrets_leaked(None);
+    println!(
+        "fault matrix, {mode}: {} points (AWS calls of one rotation) all converged; first failures by error type: {outcomes:?}",
+        calls.len()
+    );
+    calls.len()
+}
+
+#[test]
+fn fault_matrix_error_before_the_server() {
+    fault_matrix("fail_before");
+}
+
+#[test]
+fn fault_matrix_lost_response_after_the_server_acted() {
+    fault_matrix("fail_after");
+}
+
+#[test]
+fn fault_matrix_throttled() {
+    fault_matrix("throttle");
+}
+
+#[test]
+fn a_pending_key_deleted_by_hand_unblocks_the_next_rotation() {
+    let (env, arn) = setup(&[]);
+    assert_ok(&env.rotate(&arn, None));
+    let token = env.pending(&arn);
+    assert_eq!(env.invoke("createSecret", &arn, &token)["ok"], true);
+    let current_key = env.current_key(&arn);
+    let pending = env
+        .all_docs(&arn)
+        .into_iter()
+        .find(|d| d["username"].as_str().is_some_and(|u| u != current_key))
+        .expect("pending doc");
+    let key = pending["username"].as_str().expect("key").to_owned();
+    env.block_on(
+        env.iam
+            .delete_access_key()
+            .user_name("ses-smtp")
+            .access_key_id(&key)
+            .send(),
+    )
+    .expect("delete");
+    let current_before = env.doc(&arn, "AWSCURRENT");
+    let r = env.invoke("setSecret", &arn, &token);
+    assert_eq!(r["error_type"], "PendingKeyGone", "{r:#}");
+    let msg = r["error_message"].as_str().expect("message");
+    assert!(
+        msg.contains(&key) && msg.contains("next rotation starts fresh"),
+        "{msg}"
+    );
+    // AWSPENDING is off that version; nothing else changed.
+    assert_eq!(env.version_with(&arn, "AWSPENDING"), None);
+    assert_eq!(env.doc(&arn, "AWSCURRENT"), current_before);
+    // A new rotation is not blocked and completes.
+    assert_ok(&env.rotate(&arn, None));
+    assert_invariants(&env, &arn, "ses-smtp");
+}
+
+#[test]
+fn a_pending_version_for_another_destination_is_never_tested_nor_promoted() {
+    let (env, arn) = setup(&[]);
+    assert_ok(&env.rotate(&arn, None));
+    let token = env.pending(&arn);
+    // A principal that may write the secret stores a pending value behind the rotation's
+    // back: same credentials, its own port (an SMTP server of its own on localhost).
+    let mut forged = env.doc(&arn, "AWSCURRENT").expect("current");
+    forged["port"] = env.info["smtp_tls_port"].clone();
+    forged["tls"] = "implicit".into();
+    env.block_on(
+        env.sm
+            .put_secret_value()
+            .secret_id(&arn)
+            .client_request_token(&token)
+            .secret_string(forged.to_string())
+            .version_stages("AWSPENDING")
+            .send(),
+    )
+    .expect("forge");
+    let before = env.snapshot("ses-smtp", &arn);
+    env.post("/smtp/clear", json!({}));
+    for step in ["createSecret", "setSecret", "testSecret", "finishSecret"] {
+        let r = env.invoke(step, &arn, &token);
+        assert_refused(
+            &env,
+            &arn,
+            "ses-smtp",
+            &r,
+            "PendingMismatch",
+            "different IAM user or SMTP destination",
+            &before,
+        );
+    }
+    let logins = env.get("/smtp/logins");
+    assert_eq!(
+        logins,
+        json!([]),
+        "credentials were sent somewhere: {logins:#}"
+    );
+}
+
+#[test]
+fn a_host_that_is_not_ses_gets_no_credentials() {
+    // Without SMTP_ALLOWED_HOSTS, localhost (the emulator) is not an SES endpoint.
+    let (env, arn) = setup(&[("SMTP_ALLOWED_HOSTS", "")]);
+    let token = env.pending(&arn);
+    let before = env.snapshot("ses-smtp", &arn);
+    let r = env.invoke("createSecret", &arn, &token);
+    assert_refused(
+        &env,
+        &arn,
+        "ses-smtp",
+        &r,
+        "HostNotAllowed",
+        "SMTP_ALLOWED_HOSTS",
+        &before,
+    );
+    // testSecret (RotateImmediately=false: AWSCURRENT) refuses before any connection too.
+    let mut doc = env.bootstrap_doc("ses-smtp");
+    doc["username"] = "AKIAIOSFODNN7EXAMPLE".into();
+    doc["password"] = "BMPPgbAHoFVbze1Ud0oA5uNdXRwUXUZ+qOwphGJbl/cS".into();
+    let arn2 = env.create_secret("has-creds", &doc);
+    let token2 = env.pending(&arn2);
+    let r = env.invoke("testSecret", &arn2, &token2);
+    assert_eq!(r["error_type"], "HostNotAllowed", "{r:#}");
+    assert_eq!(env.get("/smtp/logins"), json!([]));
+}
+
+#[test]
+fn hostile_events_are_refused_by_name_and_change_nothing() {
+    let (env, arn) = setup(&[]);
+    assert_ok(&env.rotate(&arn, None));
+    let token = env.pending(&arn);
+    let other = env.create_secret("other", &env.bootstrap_doc("ses-smtp"));
+    let other_token = env.pending(&other);
+    let before = env.snapshot("ses-smtp", &arn);
+    let huge = "H".repeat(1 << 20);
+    let cases: Vec<(Value, &str, &str)> = vec![
+        (
+            json!({"SecretId": arn, "ClientRequestToken": token}),
+            "InvalidEvent",
+            "\"Step\" is missing",
+        ),
+        (
+            json!({"Step": "createSecret", "ClientRequestToken": token}),
+            "InvalidEvent",
+            "\"SecretId\" is missing",
+        ),
+        (
+            json!({"Step": 7, "SecretId": arn, "ClientRequestToken": token}),
+            "InvalidEvent",
+            "\"Step\" is not a string",
+        ),
+        (
+            json!({"Step": "createSecret", "SecretId": [arn], "ClientRequestToken": token}),
+            "InvalidEvent",
+            "\"SecretId\" is not a string",
+        ),
+        (
+            json!({"Step": "createSecret", "SecretId": arn, "ClientRequestToken": {"t": token}}),
+            "InvalidEvent",
+            "\"ClientRequestToken\" is not a string",
+        ),
+        (
+            json!({"Step": "createSecret", "SecretId": arn, "ClientRequestToken": token, "RotationToken": 5}),
+            "InvalidEvent",
+            "\"RotationToken\" is not a string",
+        ),
+        (
+            json!({"Step": huge, "SecretId": arn, "ClientRequestToken": token}),
+            "UnknownStep",
+            "expected createSecret",
+        ),
+        (
+            json!({"Step": "create_secret", "SecretId": arn, "ClientRequestToken": token}),
+            "UnknownStep",
+            "expected createSecret",
+        ),
+        (
+            json!({"Step": "CreateSecret", "SecretId": arn, "ClientRequestToken": token}),
+            "UnknownStep",
+            "expected createSecret",
+        ),
+        (
+            json!({"Step": "createSecret", "SecretId": arn, "ClientRequestToken": other_token}),
+            "VersionNotFound",
+            "is not a version",
+        ),
+        (
+            json!({"Step": "createSecret", "SecretId": huge, "ClientRequestToken": token}),
+            "InvalidEvent",
+            "\"SecretId\" is longer than 2048",
+        ),
+        (
+            json!({"Step": "createSecret", "SecretId": arn, "ClientRequestToken": "short"}),
+            "InvalidEvent",
+            "\"ClientRequestToken\" must be 32 to 64",
+        ),
+        (
+            json!({"Step": "createSecret", "SecretId": "arn:aws:secretsmanager:us-east-1:123456789012:secret:nope-AbCdEf", "ClientRequestToken": token}),
+            "SecretNotFound",
+            "not found",
+        ),
+        (json!(null), "InvalidEvent", "not a JSON object"),
+        (json!([1, 2]), "InvalidEvent", "not a JSON object"),
+    ];
+    for (ev, error_type, needle) in cases {
+        let r = env.invoke_raw(ev.clone());
+        assert_refused(&env, &arn, "ses-smtp", &r, error_type, needle, &before);
+        // The message is bounded and never echoes a megabyte value.
+        let m = r["error_message"].as_str().unwrap_or_default();
+        assert!(m.len() < 2000, "{} bytes", m.len());
+    }
+    // And the rotation still completes with its own token.
+    assert_ok(&env.rotate(&arn, Some(&token)));
+    env.assert_no_secrets_leaked(Some(&arn));
+}
+
+#[test]
+fn hostile_documents_are_refused_by_field_and_change_nothing() {
+    let mut env = Env::start();
+    env.create_user("ses-smtp");
+    env.create_user("someone-else");
+    env.start_lambda(&[]);
+    let other = env
+        .block_on(env.iam.create_access_key().user_name("someone-else").send())
+        .expect("key");
+    let other_id = other.access_key().expect("key").access_key_id().to_owned();
+    let v = "Hostile-Value-7x";
+    let base = env.bootstrap_doc("ses-smtp");
+    let with = |field: &str, value: Value| {
+        let mut d = base.clone();
+        d[field] = value;
+        d
+    };
+    let without = |field: &str| {
+        let mut d = base.clone();
+        d.as_object_mut().expect("object").remove(field);
+        d
+    };
+    let creds = |user: Value, password: Value| {
+        let mut d = base.clone();
+        d["username"] = user;
+        d["password"] = password;
+        d
+    };
+    let pw = json!("BMPPgbAHoFVbze1Ud0oA5uNdXRwUXUZ+qOwphGJbl/cS");
+    let cases: Vec<(Value, &str, &str)> = vec![
+        (without("iam_user"), "MalformedSecret", "\"iam_user\""),
+        (
+            with("iam_user", json!(42)),
+            "MalformedSecret",
+            "\"iam_user\"",
+        ),
+        (
+            with("iam_user", json!("")),
+            "MalformedSecret",
+            "\"iam_user\"",
+        ),
+        (
+            with("iam_user", json!(format!("arn:aws:iam::1:user/{v}"))),
+            "MalformedSecret",
+            "\"iam_user\"",
+        ),
+        (
+            with("iam_user", json!("u".repeat(65))),
+            "MalformedSecret",
+            "\"iam_user\"",
+        ),
+        (without("host"), "MalformedSecret", "\"host\""),
+        (
+            with("host", json!(["localhost"])),
+            "MalformedSecret",
+            "\"host\"",
+        ),
+        (
+            with("host", json!(format!("smtp://{v}"))),
+            "MalformedSecret",
+            "\"host\"",
+        ),
+        (
+            with("host", json!("localhost:587")),
+            "MalformedSecret",
+            "\"host\"",
+        ),
+        (
+            with("host", json!("smtp.evil.example")),
+            "HostNotAllowed",
+            "SMTP_ALLOWED_HOSTS",
+        ),
+        (
+            with(
+                "host",
+                json!("email-smtp.us-east-1.amazonaws.com.evil.example"),
+            ),
+            "HostNotAllowed",
+            "SMTP_ALLOWED_HOSTS",
+        ),
+        (with("port", json!(v)), "MalformedSecret", "\"port\""),
+        (with("port", json!(0)), "MalformedSecret", "\"port\""),
+        (with("port", json!(70000)), "MalformedSecret", "\"port\""),
+        (with("port", json!(-25)), "MalformedSecret", "\"port\""),
+        (with("port", json!(587.5)), "MalformedSecret", "\"port\""),
+        (with("tls", json!(v)), "MalformedSecret", "\"tls\""),
+        (with("tls", json!("none")), "MalformedSecret", "\"tls\""),
+        (with("tls", json!(true)), "MalformedSecret", "\"tls\""),
+        (with("region", json!(v)), "MalformedSecret", "\"region\""),
+        (
+            with("region", json!("US-EAST-1")),
+            "MalformedSecret",
+            "\"region\"",
+        ),
+        (with("region", json!(1)), "MalformedSecret", "\"region\""),
+        (
+            creds(json!("ASIAIOSFODNN7EXAMPLE"), pw.clone()),
+            "MalformedSecret",
+            "IAM role",
+        ),
+        (
+            creds(json!("ses-smtp"), pw.clone()),
+            "MalformedSecret",
+            "\"username\"",
+        ),
+        (
+            creds(json!("akiaiosfodnn7example"), pw.clone()),
+            "MalformedSecret",
+            "\"username\"",
+        ),
+        (
+            creds(json!(12), pw.clone()),
+            "MalformedSecret",
+            "\"username\"",
+        ),
+        (
+            creds(json!("AKIAIOSFODNN7EXAMPLE"), json!("")),
+            "MalformedSecret",
+            "\"password\"",
+        ),
+        (
+            creds(json!("AKIAIOSFODNN7EXAMPLE"), json!(44)),
+            "MalformedSecret",
+            "\"password\"",
+        ),
+        (
+            with("username", json!("AKIAIOSFODNN7EXAMPLE")),
+            "MalformedSecret",
+            "\"password\"",
+        ),
+        (
+            with("password", json!(v)),
+            "MalformedSecret",
+            "\"username\"",
+        ),
+        (
+            creds(json!(other_id), pw.clone()),
+            "KeyBelongsToOtherUser",
+            "someone-else",
+        ),
+        (json!([v]), "MalformedSecret", "not an object"),
+        (json!(v), "MalformedSecret", "not an object"),
+    ];
+    let n = cases.len();
+    for (i, (doc, error_type, needle)) in cases.into_iter().enumerate() {
+        let r = refused(&env, &format!("hostile-{i}"), &doc, error_type, needle);
+        let text = r.to_string();
+        assert!(!text.contains(v), "case {i}: the value was echoed: {text}");
+    }
+    // A key of another user was not touched.
+    assert_eq!(env.keys("someone-else").len(), 1);
+    env.stop_lambda();
+    env.assert_no_secrets_leaked(None);
+    println!("hostile documents: {n} cases refused by name with no change");
+}
+
+fn refused(env: &Env, name: &str, doc: &Value, error_type: &str, needle: &str) -> Value {
+    let arn = env.create_secret(name, doc);
+    let token = env.pending(&arn);
+    let before = env.snapshot("ses-smtp", &arn);
+    let r = env.rotate(&arn, Some(&token));
+    assert_refused(env, &arn, "ses-smtp", &r, error_type, needle, &before);
+    assert_eq!(steps(&r).len(), 1, "{r:#}");
+    r
+}
+
+#[test]
+fn nothing_secret_is_logged_under_span_and_field_directives() {
+    for directives in ["[rotation]=trace,[{step}]=trace", "[]=trace,trace"] {
+        let (env, arn) = setup(&[("RUST_LOG", directives)]);
+        assert_ok(&env.rotate(&arn, None));
+        assert_ok(&env.rotate(&arn, None));
+        env.assert_no_secrets_leaked(Some(&arn));
+    }
+}
