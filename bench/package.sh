@@ -21,10 +21,12 @@ if [[ ! -x "$venv/bin/cargo-lambda" ]]; then
   exit 1
 fi
 if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx "$triple"; then
-  echo "bench-package: the Rust standard library for $triple is not installed." >&2
-  echo "  Install it with 'rustup target add $triple' (it downloads from the Rust project's" >&2
-  echo "  servers), or build the x86_64 zip instead: ARCH=x86_64 make bench-package" >&2
-  exit 1
+  echo "bench-package: installing the Rust standard library for $triple (rustup target add)"
+  rustup target add "$triple" || {
+    echo "bench-package: 'rustup target add $triple' failed; install it by hand, or build the" >&2
+    echo "  x86_64 zip instead: ARCH=x86_64 make bench-package" >&2
+    exit 1
+  }
 fi
 target_dir="$(realpath -m "${CARGO_TARGET_DIR:-$root/target}")"
 out="$target_dir/lambda-$arch"
