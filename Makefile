@@ -17,12 +17,13 @@ BIN     := $(abspath $(or $(CARGO_TARGET_DIR),target))/release/ses-smtp-rotator
 CARGO   ?= cargo
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help demo test check fmt-check clippy unit e2e standin-test template-lint build venv deps bench clean
+.PHONY: help demo test check fmt-check clippy unit e2e standin-test template-lint build venv deps bench bench-package clean
 
 help:
 	@echo "make demo   - run a complete rotation locally against the stand-ins and show it"
 	@echo "make test   - run every test (format, clippy, unit, stand-in, end-to-end, template lint)"
-	@echo "make bench  - print speed and size figures"
+	@echo "make bench  - print speed and size figures, Rust beside a Python rotator"
+	@echo "make bench-package - build the arm64 Lambda zip with cargo-lambda (cold: ~10 min) for make bench"
 	@echo "make build  - release build of the binary ($(BIN))"
 
 # --- set-up -----------------------------------------------------------------------------------
@@ -82,8 +83,24 @@ e2e: venv build
 template-lint: deps
 	bash deploy/lint.sh
 
+# The bench: Rust beside bench/python_rotator/ (stand-in venv's boto3), plus any Lambda zip
+# that `make bench-package` built (ARCH=arm64 by default, or x86_64).
+LAMBDA_ZIPS := $(wildcard $(abspath $(or $(CARGO_TARGET_DIR),target))/lambda-*/ses-smtp-rotator/bootstrap.zip)
+
 bench: venv build
-	SES_SMTP_ROTATOR_BIN=$(BIN) bash bench/run.sh
+	SES_SMTP_ROTATOR_BIN=$(BIN) bash bench/run.sh $(addprefix --lambda-zip ,$(LAMBDA_ZIPS))
+
+BENCH_VENV := .venv-bench
+$(BENCH_VENV)/.stamp: bench/requirements.txt
+	@$(MAKE) --no-print-directory deps
+	@echo "creating $(BENCH_VENV) from bench/requirements.txt"
+	@rm -rf $(BENCH_VENV)
+	@$(PYTHON) -m venv $(BENCH_VENV)
+	@$(BENCH_VENV)/bin/python -m pip install -q --disable-pip-version-check -r bench/requirements.txt
+	@touch $@
+
+bench-package: $(BENCH_VENV)/.stamp
+	bash bench/package.sh
 
 clean:
 	rm -rf target $(VENV) .venv-* .aws-sam

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make bench`: print speed, size and memory figures of the release binary (see bench/README.md).
+# `make bench`: speed, size and memory figures of the release binary beside a Python rotator of
+# the same contract (bench/python_rotator/), against the same stand-ins (see bench/README.md).
 # Figures only, never pass/fail thresholds; exits non-zero only if something does not work.
 # Needs the release binary and the stand-in venv: `make bench` builds both first.
 set -euo pipefail
@@ -19,5 +20,8 @@ if [[ ! -x "$py" ]]; then
 fi
 
 echo "ses-smtp-rotator bench — $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, $(uname -sm)," \
+     "load average $(cut -d' ' -f1-3 /proc/loadavg)," \
      "commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || echo '+changes')"
+echo "Binary: $bin, $(stat -c %s "$bin") bytes, built $(date -u -d @"$(stat -c %Y "$bin")" '+%Y-%m-%d %H:%M UTC')"
+echo "Python rotator (bench/python_rotator/): $("$py" -c 'import sys, boto3; print(f"Python {sys.version.split()[0]}, boto3 {boto3.__version__}")'), $py"
 exec "$py" "$root/bench/bench.py" --bin "$bin" "$@"
