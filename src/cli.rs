@@ -64,14 +64,9 @@ enum Command {
         /// credentials chain).
         #[arg(long, value_name = "ID")]
         secret_id: Option<String>,
-        /// The version stage to read with --secret-id.
-        #[arg(
-            long,
-            value_name = "STAGE",
-            default_value = "AWSCURRENT",
-            requires = "secret_id"
-        )]
-        version_stage: String,
+        /// The version stage to read with --secret-id (default AWSCURRENT).
+        #[arg(long, value_name = "STAGE")]
+        version_stage: Option<String>,
         /// Read the secret document (JSON) from stdin ("-") or from a file.
         #[arg(long, value_name = "-|PATH")]
         document: Option<String>,
@@ -181,6 +176,9 @@ fn run(cmd: Command) -> Result<String, String> {
                     creds.username,
                     target.endpoint()
                 )),
+                other if other.is_certificate_failure() => {
+                    Err(format!("TLS to {} failed: {other}", target.endpoint()))
+                }
                 other => Err(format!(
                     "{} at {} for {}: {other}",
                     other.summary(),
@@ -197,7 +195,7 @@ fn run(cmd: Command) -> Result<String, String> {
 /// checks and prints the report.
 fn doctor(
     secret_id: Option<String>,
-    stage: String,
+    stage: Option<String>,
     document: Option<&str>,
     key_file: Option<&Path>,
     json: bool,
@@ -207,8 +205,14 @@ fn doctor(
         eprintln!("error: {msg}");
         ExitCode::from(USAGE)
     };
+    if stage.is_some() && secret_id.is_none() {
+        return usage("--version-stage goes with --secret-id".into());
+    }
     let source = match (secret_id, document) {
-        (Some(id), None) => Source::SecretId { id, stage },
+        (Some(id), None) => Source::SecretId {
+            id,
+            stage: stage.unwrap_or_else(|| "AWSCURRENT".to_owned()),
+        },
         (None, Some("-")) => match read_stdin("secret document (JSON)") {
             Ok(text) => Source::Document(DocumentText(text)),
             Err(e) => return usage(e),

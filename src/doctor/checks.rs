@@ -67,7 +67,14 @@ pub(crate) fn document(f: &Facts) -> Check {
             "see the username and password-format checks".to_owned()
         }
     };
-    Check::fail(id, e.to_string(), fix)
+    let summary = match e {
+        SecretError::NotJson { line, column } => {
+            format!("the document is not valid JSON (syntax error at line {line}, column {column})")
+        }
+        SecretError::NotObject => "the document is JSON but not an object".to_owned(),
+        other => other.to_string(),
+    };
+    Check::fail(id, summary, fix)
 }
 
 /// `username`: a long-term access key id. Also returns the key id (unwrapped) when there is
@@ -256,6 +263,9 @@ pub(crate) fn password_format(f: &Facts) -> Check {
         }
         Raw::Text(p) => p.expose(),
     };
+    let region = f.region().map_or("REGION".to_owned(), ToString::to_string);
+    let derive =
+        format!("ses-smtp-rotator smtp-password --region {region} (the key's secret on stdin)");
     let u = unwrap_value(text);
     if u.inner.is_empty() {
         return Check::fail(id, "\"password\" is empty", "write the SMTP password there");
@@ -285,17 +295,19 @@ pub(crate) fn password_format(f: &Facts) -> Check {
         Shape::V2 => Check::fail(
             id,
             "44 characters starting with A: a legacy V2 (SigV2) SMTP password, which SES no longer accepts",
-            "derive the V4 password from the key's secret for the endpoint's region (ses-smtp-rotator smtp-password --region REGION), or rotate the secret",
+            format!("derive the V4 password from the key's secret: {derive}, or rotate the secret"),
         ),
         Shape::VersionLast => Check::fail(
             id,
             "44 characters whose version byte is at the end instead of the start (a known bug in published derivation scripts)",
-            "derive it again with a correct implementation (ses-smtp-rotator smtp-password --region REGION), or rotate the secret",
+            format!(
+                "derive it again with a correct implementation: {derive}, or rotate the secret"
+            ),
         ),
         Shape::RawSecretKey => Check::fail(
             id,
             "40 characters: this looks like the raw secret access key, not an SMTP password",
-            "SES wants a password derived from the secret: ses-smtp-rotator smtp-password --region REGION (secret on stdin), or rotate the secret",
+            format!("SES wants a password derived from the secret: {derive}, or rotate the secret"),
         ),
         Shape::Other => Check::fail(
             id,
@@ -345,7 +357,9 @@ pub(crate) fn password_derivation(
     } else {
         ""
     };
-    let rotate = "rotate the secret (the rotation derives it correctly), or derive it with ses-smtp-rotator smtp-password";
+    let rotate = format!(
+        "ses-smtp-rotator smtp-password --region {region} (the key's secret on stdin), or rotate the secret (the rotation derives it correctly)"
+    );
     match kind {
         PasswordKind::V4 { region } => {
             Check::pass(id, format!("the correct V4 password for {region}{around}"))
@@ -355,9 +369,7 @@ pub(crate) fn password_derivation(
             format!(
                 "a V4 password derived for {other}, but the endpoint serves {region}: SMTP passwords differ per region"
             ),
-            format!(
-                "derive it for {region}: ses-smtp-rotator smtp-password --region {region} (secret on stdin), or {rotate}"
-            ),
+            format!("derive it for {region}: {rotate}"),
         ),
         PasswordKind::LegacyV2 => Check::fail(
             id,

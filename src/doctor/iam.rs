@@ -32,16 +32,22 @@ pub(crate) struct Aws {
 /// How to give the IAM checks what they need.
 const IAM_HOW: &str = "run with AWS credentials (AWS_PROFILE, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY) allowed iam:ListAccessKeys, iam:GetAccessKeyLastUsed, iam:GetUser and iam:SimulatePrincipalPolicy";
 
-fn reason<E, R>(e: &SdkError<E, R>) -> String
+/// How to let the permission check run.
+const PERMISSION_HOW: &str = "to see whether iam_user may send, run with credentials allowed iam:GetUser and iam:SimulatePrincipalPolicy; otherwise check that a policy of iam_user allows ses:SendRawEmail";
+
+/// An SDK error in a few words: the service's code and message, or the HTTP status when the
+/// answer had no error code, or the transport failure.
+fn reason<E>(e: &SdkError<E>) -> String
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
 {
-    match e {
-        SdkError::ServiceError(_) => format!(
-            "{}: {}",
-            e.code().unwrap_or("error"),
-            e.message().unwrap_or("no message")
+    match (e, e.code()) {
+        (SdkError::ServiceError(_), Some(code)) => {
+            format!("{code}: {}", e.message().unwrap_or("no message"))
+        }
+        (SdkError::ServiceError(_), None) => format!(
+            "HTTP {} with no error code",
+            e.raw_response().map_or(0, |r| r.status().as_u16())
         ),
         _ => DisplayErrorContext(e).to_string(),
     }
@@ -103,9 +109,10 @@ impl Aws {
             .ok_or("no AWS credentials provider is configured")?;
         match self.budget.run(provider.provide_credentials()).await {
             Some(Ok(_)) => Ok(conf),
+            // The error's own words only: its Debug chain holds raw HTTP responses.
             Some(Err(e)) => Err(format!(
-                "no AWS credentials found ({})",
-                DisplayErrorContext(&e)
+                "no AWS credentials found in the environment, profile, SSO, container or instance metadata ({})",
+                e.to_string().chars().take(200).collect::<String>()
             )),
             None => Err("no AWS credentials found (looking for them timed out)".into()),
         }
@@ -189,13 +196,14 @@ impl Aws {
         let conf = match self.conf().await {
             Ok(c) => c,
             Err(e) => {
+                let how = if self.ca_file.is_err() {
+                    "point SSL_CERT_FILE at a PEM CA bundle, or unset it"
+                } else {
+                    IAM_HOW
+                };
                 return (
-                    Check::skip_with(CheckId::IamKey, format!("IAM not asked: {e}"), IAM_HOW),
-                    Check::skip_with(
-                        CheckId::IamPermission,
-                        format!("IAM not asked: {e}"),
-                        IAM_HOW,
-                    ),
+                    Check::skip_with(CheckId::IamKey, format!("IAM not asked: {e}"), how),
+                    Check::skip_with(CheckId::IamPermission, format!("IAM not asked: {e}"), how),
                 );
             }
         };
@@ -212,7 +220,7 @@ impl Aws {
         };
         let permission = match self.permission_finding(&iam, user).await {
             Ok(p) => permission_check(&p, user),
-            Err(e) => Check::skip_with(CheckId::IamPermission, e, IAM_HOW),
+            Err(e) => Check::skip_with(CheckId::IamPermission, e, PERMISSION_HOW),
         };
         (key, permission)
     }
@@ -319,6 +327,10 @@ impl Aws {
                     .collect();
                 Ok(permission_from(&decisions))
             }
+            Err(e) if is_access_denied(&e) => Err(format!(
+                "not allowed to simulate {user}'s policies ({})",
+                reason(&e)
+            )),
             Err(e) => Err(format!(
                 "IAM policy simulation is not available here ({})",
                 reason(&e)

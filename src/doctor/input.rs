@@ -98,6 +98,14 @@ impl Facts {
         }
     }
 
+    /// Whether the document is a JSON object at all (else nothing but `document` can run).
+    pub(crate) fn is_object(&self) -> bool {
+        !matches!(
+            self.doc_error,
+            Some(SecretError::NotJson { .. } | SecretError::NotObject)
+        )
+    }
+
     /// The password as stored, when it is a string.
     pub(crate) fn password_text(&self) -> Option<&str> {
         match &self.password {

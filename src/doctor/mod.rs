@@ -365,9 +365,12 @@ pub async fn run(options: Options) -> Report {
         ),
     };
     out.push(document);
-    let Some(facts) = facts else {
+    let Some(facts) = facts.filter(input::Facts::is_object) else {
         for id in &CheckId::ALL[1..] {
-            out.push(Check::skip(*id, "the secret document could not be read"));
+            out.push(Check::skip(
+                *id,
+                "the secret document could not be read (see document)",
+            ));
         }
         return Report { checks: out };
     };

@@ -27,6 +27,14 @@ pub(crate) struct Evidence {
     pub key_passed: bool,
 }
 
+/// The mode in words: "STARTTLS" or "implicit TLS".
+fn words(mode: TlsMode) -> &'static str {
+    match mode {
+        TlsMode::StartTls => "STARTTLS",
+        TlsMode::Implicit => "implicit TLS",
+    }
+}
+
 fn other(mode: TlsMode) -> TlsMode {
     match mode {
         TlsMode::StartTls => TlsMode::Implicit,
@@ -155,7 +163,8 @@ async fn connect(
                 Check::pass(
                     id,
                     format!(
-                        "{at} answers SMTP with {mode} TLS; its certificate is trusted for {}",
+                        "{at} answers SMTP with {}; its certificate is trusted for {}",
+                        words(mode),
                         target.host
                     ),
                 ),
@@ -170,16 +179,24 @@ async fn connect(
     let alt = other(mode);
     let what = match &first {
         ProbeFailure::Timeout => {
-            format!("TCP connects but {mode} TLS gets no SMTP answer within {secs}s")
+            format!(
+                "TCP connects but {} gets no SMTP answer within {secs}s",
+                words(mode)
+            )
         }
-        f => format!("{mode} TLS failed: {}", f.text()),
+        f => format!("{} failed: {}", words(mode), f.text()),
     };
     let check = match probe(&target, alt, &tls, budget).await {
         Ok(()) | Err(ProbeFailure::Certificate(_)) => Check::fail(
             id,
-            format!("at {at} {what}; {alt} TLS does answer: the port speaks {alt}"),
             format!(
-                "set \"tls\": \"{alt}\" in the document (or use the port for {mode}: {})",
+                "at {at} {what}; {} does answer: the port speaks {}",
+                words(alt),
+                words(alt)
+            ),
+            format!(
+                "set \"tls\": \"{alt}\" in the document (or use the port for {}: {})",
+                words(mode),
                 if mode == TlsMode::StartTls {
                     "587"
                 } else {
@@ -190,7 +207,8 @@ async fn connect(
         Err(second) => Check::fail(
             id,
             format!(
-                "at {at} {what}; {alt} TLS does not answer either ({})",
+                "at {at} {what}; {} does not answer either ({})",
+                words(alt),
                 second.text()
             ),
             format!(
