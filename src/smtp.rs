@@ -364,3 +364,100 @@ fn build_test_message(send: &TestSend, key_id: &str) -> Result<Message, String> 
         ))
         .map_err(|e| e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as StdError;
+
+    /// An error that prints its source after its own text, as lettre's does.
+    #[derive(Debug)]
+    struct Wrap(&'static str, Box<dyn StdError + Send + Sync>);
+
+    impl fmt::Display for Wrap {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "{}: {}", self.0, self.1)
+        }
+    }
+
+    impl StdError for Wrap {
+        fn source(&self) -> Option<&(dyn StdError + 'static)> {
+            Some(self.1.as_ref())
+        }
+    }
+
+    /// What rustls says, without rustls: the text is the only thing the classification reads.
+    #[derive(Debug)]
+    struct Leaf(&'static str);
+
+    impl fmt::Display for Leaf {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl StdError for Leaf {}
+
+    /// lettre's connection error around lettre's connection error around an io::Error around
+    /// rustls's: the chain seen from a Postfix server with an unknown CA.
+    fn chain(leaf: &'static str) -> Wrap {
+        let io = std::io::Error::new(std::io::ErrorKind::InvalidData, Leaf(leaf));
+        Wrap(
+            "Connection error",
+            Box::new(Wrap("Connection error", Box::new(io))),
+        )
+    }
+
+    #[test]
+    fn describe_prints_each_cause_once() {
+        let e = chain("invalid peer certificate: UnknownIssuer");
+        assert_eq!(
+            describe(&e),
+            "Connection error: invalid peer certificate: UnknownIssuer"
+        );
+        assert_eq!(describe(&Leaf("alone")), "alone");
+    }
+
+    #[test]
+    fn certificate_failures_are_found_anywhere_in_the_chain() {
+        for (leaf, why) in [
+            (
+                "invalid peer certificate: UnknownIssuer",
+                "not signed by a CA",
+            ),
+            ("invalid peer certificate: NotValidForName", "does not name"),
+            (
+                "invalid peer certificate: certificate not valid for name \"mail.example.com\"; certificate is only valid for localhost",
+                "does not name",
+            ),
+            ("invalid peer certificate: Expired", "expired"),
+        ] {
+            let c = CertificateProblem::find(&chain(leaf), "mail.example.com").expect(leaf);
+            assert!(c.why.contains(why), "{leaf}: {}", c.why);
+            let text = c.to_string();
+            assert!(
+                text.starts_with("certificate not trusted for mail.example.com: "),
+                "{text}"
+            );
+            assert_eq!(
+                text.matches("invalid peer certificate").count(),
+                1,
+                "{text}"
+            );
+            assert!(text.contains("SSL_CERT_FILE"), "{text}");
+        }
+        assert!(CertificateProblem::find(&chain("connection refused"), "h").is_none());
+    }
+
+    #[test]
+    fn a_certificate_failure_is_not_just_unreachable() {
+        let cert = CertificateProblem::find(&chain("invalid peer certificate: UnknownIssuer"), "h")
+            .expect("found");
+        let o = LoginOutcome::Unreachable(cert.to_string());
+        assert!(o.is_certificate_failure());
+        assert_eq!(o.summary(), "certificate not trusted");
+        let o = LoginOutcome::Unreachable("connection refused".into());
+        assert!(!o.is_certificate_failure());
+        assert_eq!(o.summary(), "unreachable");
+    }
+}
