@@ -3,11 +3,13 @@
 //! in shell history and in `ps`).
 
 use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+use crate::doctor::{DocumentText, Options, Source};
 use crate::identify::identify_password;
 use crate::password::{Region, SecretAccessKey, derive_smtp_password};
 use crate::secret::SecretDocument;
@@ -49,12 +51,63 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         timeout: u64,
     },
+    /// Why does SES answer 535? Checks the secret document, the password, the endpoint, the
+    /// IAM key and a real login, and says what is wrong and how to fix it. Never prints a
+    /// secret. Exit status: 0 when SES accepts the credentials and no check failed, 1 when a
+    /// check failed, 2 for a usage error.
+    ///
+    /// Examples: `ses-smtp-rotator doctor --secret-id my-smtp-secret`,
+    /// `ses-smtp-rotator doctor --document - < doc.json --secret-access-key-file key.txt`.
+    #[command(group(clap::ArgGroup::new("input").required(true).args(["secret_id", "document"])))]
+    Doctor {
+        /// The secret's name or ARN in Secrets Manager (read with the AWS SDK's standard
+        /// credentials chain).
+        #[arg(long, value_name = "ID")]
+        secret_id: Option<String>,
+        /// The version stage to read with --secret-id (default AWSCURRENT).
+        #[arg(long, value_name = "STAGE")]
+        version_stage: Option<String>,
+        /// Read the secret document (JSON) from stdin ("-") or from a file.
+        #[arg(long, value_name = "-|PATH")]
+        document: Option<String>,
+        /// A file holding the key's secret access key, to tell which password the document
+        /// holds (right region, another region, legacy V2, ...).
+        #[arg(long, value_name = "PATH")]
+        secret_access_key_file: Option<PathBuf>,
+        /// Print one JSON object: {"ok", "checks": [{"id", "status", "summary", "fix"}]}.
+        #[arg(long)]
+        json: bool,
+        /// Seconds to wait for each network step (the whole run stays under 30 s).
+        #[arg(long, value_name = "SECONDS", default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=20))]
+        timeout: u64,
+    },
 }
+
+/// Exit status of a usage error (as clap's own).
+const USAGE: u8 = 2;
 
 /// Runs the CLI and returns the process exit code.
 #[must_use]
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Doctor {
+        secret_id,
+        version_stage,
+        document,
+        secret_access_key_file,
+        json,
+        timeout,
+    } = cli.command
+    {
+        return doctor(
+            secret_id,
+            version_stage,
+            document.as_deref(),
+            secret_access_key_file.as_deref(),
+            json,
+            timeout,
+        );
+    }
     match run(cli.command) {
         Ok(out) => {
             let mut stdout = std::io::stdout().lock();
@@ -99,6 +152,7 @@ fn run(cmd: Command) -> Result<String, String> {
             ))
         }
         Command::TestLogin { timeout } => {
+            crate::smtp::check_ssl_cert_file()?;
             let input = read_stdin("secret document (JSON)")?;
             let doc = SecretDocument::parse(&input).map_err(|e| e.to_string())?;
             let creds = doc.credentials.clone().ok_or(
@@ -122,6 +176,9 @@ fn run(cmd: Command) -> Result<String, String> {
                     creds.username,
                     target.endpoint()
                 )),
+                other if other.is_certificate_failure() => {
+                    Err(format!("TLS to {} failed: {other}", target.endpoint()))
+                }
                 other => Err(format!(
                     "{} at {} for {}: {other}",
                     other.summary(),
@@ -130,7 +187,92 @@ fn run(cmd: Command) -> Result<String, String> {
                 )),
             }
         }
+        Command::Doctor { .. } => unreachable!("doctor is run by main"),
     }
+}
+
+/// `doctor`: reads the inputs (a usage error for anything missing or unreadable), runs the
+/// checks and prints the report.
+fn doctor(
+    secret_id: Option<String>,
+    stage: Option<String>,
+    document: Option<&str>,
+    key_file: Option<&Path>,
+    json: bool,
+    timeout: u64,
+) -> ExitCode {
+    let usage = |msg: String| {
+        eprintln!("error: {msg}");
+        ExitCode::from(USAGE)
+    };
+    if stage.is_some() && secret_id.is_none() {
+        return usage("--version-stage goes with --secret-id".into());
+    }
+    let source = match (secret_id, document) {
+        (Some(id), None) => Source::SecretId {
+            id,
+            stage: stage.unwrap_or_else(|| "AWSCURRENT".to_owned()),
+        },
+        (None, Some("-")) => match read_stdin("secret document (JSON)") {
+            Ok(text) => Source::Document(DocumentText(text)),
+            Err(e) => return usage(e),
+        },
+        (None, Some(path)) => match std::fs::read_to_string(path) {
+            Ok(text) => Source::Document(DocumentText(text)),
+            Err(e) => {
+                return usage(format!(
+                    "cannot read the document file {path}: {}",
+                    e.kind()
+                ));
+            }
+        },
+        _ => return usage("give either --secret-id or --document".into()),
+    };
+    let mut options = Options::from_env(source);
+    options.step_timeout = Duration::from_secs(timeout);
+    if let Some(path) = key_file {
+        match std::fs::read_to_string(path) {
+            // Never echo the file: it holds a secret (and a wrong file may hold another).
+            Ok(text) => {
+                options.secret_access_key = Some(
+                    single_line(&text)
+                        .and_then(|l| SecretAccessKey::new(l).map_err(|e| e.to_string())),
+                );
+            }
+            Err(e) => {
+                return usage(format!(
+                    "cannot read --secret-access-key-file {}: {}",
+                    path.display(),
+                    e.kind()
+                ));
+            }
+        }
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let report = runtime.block_on(crate::doctor::run(options));
+    let text = if json {
+        report.to_json() + "\n"
+    } else {
+        report.to_text(crate::doctor::use_colour())
+    };
+    let mut stdout = std::io::stdout().lock();
+    if stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .is_err()
+    {
+        return ExitCode::FAILURE;
+    }
+    ExitCode::from(report.exit_code())
 }
 
 fn read_stdin(what: &str) -> Result<String, String> {

@@ -12,6 +12,7 @@
 //! - [`smtp`]: one SMTP login (and optional send) against SES.
 //! - [`steps`]: the four rotation steps, one module each, and the preamble they share.
 //! - [`lambda`]: the Lambda handler and runtime loop.
+//! - [`doctor`]: `ses-smtp-rotator doctor`, why SES answers 535.
 //! - [`cli`]: the command-line face.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -19,6 +20,7 @@
 pub mod aws;
 pub mod cli;
 pub mod config;
+pub mod doctor;
 pub mod endpoint;
 pub mod error;
 pub mod event;

@@ -42,7 +42,9 @@ pub enum LoginOutcome {
     Refused(String),
     /// 4xx on AUTH (454 Temporary authentication failure), or the server went away mid-way.
     Temporary(String),
-    /// No SMTP conversation possible: refused, DNS, timeout, TLS.
+    /// No SMTP conversation possible: refused, DNS, timeout, TLS. A certificate that is not
+    /// trusted is one of these; its text starts with "certificate not trusted for <host>" and
+    /// names the fix ([`LoginOutcome::is_certificate_failure`]).
     Unreachable(String),
     /// AUTH passed; the test send got a 554 "not authorized" reply.
     SendNotAuthorized(String),
@@ -59,10 +61,18 @@ impl LoginOutcome {
             Self::Rejected(_) => "rejected",
             Self::Refused(_) => "refused",
             Self::Temporary(_) => "temporary failure",
+            Self::Unreachable(_) if self.is_certificate_failure() => "certificate not trusted",
             Self::Unreachable(_) => "unreachable",
             Self::SendNotAuthorized(_) => "send not authorized",
             Self::SendFailed(_) => "send failed",
         }
+    }
+
+    /// Whether TLS failed because the server's certificate is not trusted (unknown CA, a name
+    /// the certificate does not hold, expired): a configuration problem, not the network.
+    #[must_use]
+    pub fn is_certificate_failure(&self) -> bool {
+        matches!(self, Self::Unreachable(s) if s.starts_with(CERTIFICATE_NOT_TRUSTED))
     }
 }
 
@@ -128,24 +138,130 @@ impl SmtpTarget {
     }
 }
 
-/// Describes a lettre error without anything of the request (lettre's errors carry only
-/// server replies and transport errors).
-fn describe(e: &lettre::transport::smtp::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    // lettre's Display already prints its direct source; add the deeper causes (io, rustls).
-    if let Some(s) = source {
-        source = s.source();
+/// The start of every "certificate not trusted" description, so callers can tell that case
+/// from other failures to connect without a new [`LoginOutcome`] variant.
+pub(crate) const CERTIFICATE_NOT_TRUSTED: &str = "certificate not trusted for ";
+
+/// The causes of an error, outermost first, each printed once.
+///
+/// lettre's `Display` prints its source, `io::Error` prints the error it wraps, and lettre
+/// sometimes wraps its own error again: printed naively, one cause appears two or three times
+/// ("Connection error: Connection error: invalid peer certificate: …: invalid peer certificate:
+/// …"). Each level contributes only what its text adds to its source's text, and a level that
+/// adds the same as the one before is dropped. Errors here carry server replies and transport
+/// errors, never credentials.
+pub(crate) fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut texts = Vec::new();
+    let mut level = Some(e);
+    while let Some(err) = level {
+        texts.push(err.to_string());
+        level = err.source();
     }
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
+    let mut parts: Vec<&str> = Vec::new();
+    for (i, text) in texts.iter().enumerate() {
+        let own = texts
+            .get(i + 1)
+            .and_then(|next| text.strip_suffix(next.as_str()))
+            .map_or(text.as_str(), |head| head.trim_end_matches([':', ' ']));
+        if own.is_empty() || parts.last() == Some(&own) {
+            continue;
+        }
+        parts.push(own);
     }
-    text
+    parts.join(": ")
 }
 
-fn classify_login_error(e: &lettre::transport::smtp::Error) -> LoginOutcome {
+/// A server certificate this machine does not trust, found by walking the error chain (rustls
+/// reports it as "invalid peer certificate: …", wrapped in an `io::Error`, wrapped in lettre's
+/// connection error — with no SMTP status, so it looks like any failure to connect).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CertificateProblem {
+    /// The host name that was verified.
+    pub host: String,
+    /// What is wrong with the certificate, in words.
+    pub why: &'static str,
+    /// rustls's own words ("invalid peer certificate: UnknownIssuer").
+    pub detail: String,
+}
+
+impl CertificateProblem {
+    /// Finds a certificate failure anywhere in `e`'s chain.
+    pub(crate) fn find(e: &(dyn std::error::Error + 'static), host: &str) -> Option<Self> {
+        let mut level = Some(e);
+        let mut found = None;
+        while let Some(err) = level {
+            let text = err.to_string();
+            if let Some(at) = text.find("invalid peer certificate") {
+                // The innermost mention is the most precise; keep walking.
+                found = Some(text[at..].to_owned());
+            }
+            level = err.source();
+        }
+        let detail = found?;
+        let why = if detail.contains("UnknownIssuer") {
+            "it is not signed by a CA this machine trusts"
+        } else if detail.contains("NotValidForName") || detail.contains("not valid for name") {
+            "it does not name this host"
+        } else if detail.contains("xpired") {
+            "it has expired"
+        } else {
+            "it was refused"
+        };
+        Some(Self {
+            host: host.to_owned(),
+            why,
+            detail,
+        })
+    }
+
+    /// "certificate not trusted for HOST: why (detail)".
+    pub(crate) fn summary(&self) -> String {
+        format!(
+            "{CERTIFICATE_NOT_TRUSTED}{}: {} ({}); TLS verification failed, no credentials were sent",
+            self.host, self.why, self.detail
+        )
+    }
+
+    /// What to do.
+    pub(crate) fn fix(&self) -> String {
+        format!(
+            "if the server uses a private CA, point SSL_CERT_FILE at a PEM bundle holding it; connect with the host name on the server's certificate (now {}); behind a TLS-inspecting proxy, add the proxy's CA to SSL_CERT_FILE",
+            self.host
+        )
+    }
+}
+
+impl fmt::Display for CertificateProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}. Fix: {}", self.summary(), self.fix())
+    }
+}
+
+/// Whether SSL_CERT_FILE (when set) names a readable file with at least one PEM certificate.
+/// It replaces the system roots for every TLS connection (SMTP, and the AWS SDK's HTTPS
+/// client, which panics on a file without certificates), so it is checked before either is
+/// used. The same rule as the Lambda's configuration check.
+///
+/// # Errors
+/// A message naming the variable and what to do.
+pub(crate) fn check_ssl_cert_file() -> Result<(), String> {
+    let Some(path) = std::env::var_os("SSL_CERT_FILE").filter(|p| !p.is_empty()) else {
+        return Ok(());
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(pem) if pem.contains("-----BEGIN CERTIFICATE-----") => Ok(()),
+        Ok(_) => Err(
+            "SSL_CERT_FILE names a file with no PEM certificate; point it at a CA bundle or unset it"
+                .into(),
+        ),
+        Err(e) => Err(format!(
+            "SSL_CERT_FILE cannot be read ({}); point it at a CA bundle or unset it",
+            e.kind()
+        )),
+    }
+}
+
+fn classify_login_error(e: &lettre::transport::smtp::Error, host: &str) -> LoginOutcome {
     let text = describe(e);
     match e.status().map(u16::from) {
         Some(535) => LoginOutcome::Rejected(text),
@@ -154,9 +270,17 @@ fn classify_login_error(e: &lettre::transport::smtp::Error) -> LoginOutcome {
         None if e.is_client() => LoginOutcome::Refused(format!(
             "the server offers no AUTH mechanism this client speaks (PLAIN, LOGIN): {text}"
         )),
-        None if e.is_tls() => LoginOutcome::Unreachable(format!("TLS failed: {text}")),
-        None if e.is_timeout() => LoginOutcome::Unreachable(format!("timed out: {text}")),
-        None => LoginOutcome::Unreachable(text),
+        None => {
+            if let Some(cert) = CertificateProblem::find(e, host) {
+                LoginOutcome::Unreachable(cert.to_string())
+            } else if e.is_tls() {
+                LoginOutcome::Unreachable(format!("TLS failed: {text}"))
+            } else if e.is_timeout() {
+                LoginOutcome::Unreachable(format!("timed out: {text}"))
+            } else {
+                LoginOutcome::Unreachable(text)
+            }
+        }
     }
 }
 
@@ -177,7 +301,7 @@ pub async fn try_login(
         Ok(Ok(false)) => {
             LoginOutcome::Temporary("the server closed the connection after AUTH".into())
         }
-        Ok(Err(e)) => classify_login_error(&e),
+        Ok(Err(e)) => classify_login_error(&e, &target.host),
     }
 }
 
@@ -213,6 +337,9 @@ pub async fn try_login_and_send(
         )),
         Ok(Ok(_)) => LoginOutcome::Accepted,
         Ok(Err(e)) => {
+            if let Some(cert) = CertificateProblem::find(&e, &target.host) {
+                return LoginOutcome::Unreachable(cert.to_string());
+            }
             let text = describe(&e);
             match e.status().map(u16::from) {
                 Some(535) => LoginOutcome::Rejected(text),
@@ -236,4 +363,101 @@ fn build_test_message(send: &TestSend, key_id: &str) -> Result<Message, String> 
              mail from access key {key_id} before it becomes the current SMTP credential.\n"
         ))
         .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as StdError;
+
+    /// An error that prints its source after its own text, as lettre's does.
+    #[derive(Debug)]
+    struct Wrap(&'static str, Box<dyn StdError + Send + Sync>);
+
+    impl fmt::Display for Wrap {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "{}: {}", self.0, self.1)
+        }
+    }
+
+    impl StdError for Wrap {
+        fn source(&self) -> Option<&(dyn StdError + 'static)> {
+            Some(self.1.as_ref())
+        }
+    }
+
+    /// What rustls says, without rustls: the text is the only thing the classification reads.
+    #[derive(Debug)]
+    struct Leaf(&'static str);
+
+    impl fmt::Display for Leaf {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl StdError for Leaf {}
+
+    /// lettre's connection error around lettre's connection error around an io::Error around
+    /// rustls's: the chain seen from a Postfix server with an unknown CA.
+    fn chain(leaf: &'static str) -> Wrap {
+        let io = std::io::Error::new(std::io::ErrorKind::InvalidData, Leaf(leaf));
+        Wrap(
+            "Connection error",
+            Box::new(Wrap("Connection error", Box::new(io))),
+        )
+    }
+
+    #[test]
+    fn describe_prints_each_cause_once() {
+        let e = chain("invalid peer certificate: UnknownIssuer");
+        assert_eq!(
+            describe(&e),
+            "Connection error: invalid peer certificate: UnknownIssuer"
+        );
+        assert_eq!(describe(&Leaf("alone")), "alone");
+    }
+
+    #[test]
+    fn certificate_failures_are_found_anywhere_in_the_chain() {
+        for (leaf, why) in [
+            (
+                "invalid peer certificate: UnknownIssuer",
+                "not signed by a CA",
+            ),
+            ("invalid peer certificate: NotValidForName", "does not name"),
+            (
+                "invalid peer certificate: certificate not valid for name \"mail.example.com\"; certificate is only valid for localhost",
+                "does not name",
+            ),
+            ("invalid peer certificate: Expired", "expired"),
+        ] {
+            let c = CertificateProblem::find(&chain(leaf), "mail.example.com").expect(leaf);
+            assert!(c.why.contains(why), "{leaf}: {}", c.why);
+            let text = c.to_string();
+            assert!(
+                text.starts_with("certificate not trusted for mail.example.com: "),
+                "{text}"
+            );
+            assert_eq!(
+                text.matches("invalid peer certificate").count(),
+                1,
+                "{text}"
+            );
+            assert!(text.contains("SSL_CERT_FILE"), "{text}");
+        }
+        assert!(CertificateProblem::find(&chain("connection refused"), "h").is_none());
+    }
+
+    #[test]
+    fn a_certificate_failure_is_not_just_unreachable() {
+        let cert = CertificateProblem::find(&chain("invalid peer certificate: UnknownIssuer"), "h")
+            .expect("found");
+        let o = LoginOutcome::Unreachable(cert.to_string());
+        assert!(o.is_certificate_failure());
+        assert_eq!(o.summary(), "certificate not trusted");
+        let o = LoginOutcome::Unreachable("connection refused".into());
+        assert!(!o.is_certificate_failure());
+        assert_eq!(o.summary(), "unreachable");
+    }
 }

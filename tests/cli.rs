@@ -128,3 +128,120 @@ fn identify_password_diagnoses_common_mistakes() {
     assert_eq!(code, 0);
     assert!(out.contains("legacy V2"), "{out}");
 }
+
+#[test]
+fn help_lists_doctor_and_its_inputs() {
+    let (code, out, _) = run(&["--help"], "");
+    assert_eq!(code, 0);
+    assert!(out.contains("doctor"), "{out}");
+    let (code, out, _) = run(&["doctor", "--help"], "");
+    assert_eq!(code, 0);
+    for word in [
+        "--secret-id",
+        "--version-stage",
+        "--document",
+        "--secret-access-key-file",
+        "--json",
+        "535",
+    ] {
+        assert!(
+            out.contains(word),
+            "{word} missing from doctor --help:\n{out}"
+        );
+    }
+}
+
+#[test]
+fn doctor_usage_errors_exit_2_with_nothing_on_stdout() {
+    let key_missing = std::env::temp_dir().join("ses-smtp-rotator-no-such-key-file");
+    let key_missing = key_missing.to_str().unwrap();
+    for (args, needle) in [
+        (vec!["doctor"], "required"),
+        (
+            vec!["doctor", "--secret-id", "x", "--document", "-"],
+            "cannot be used with",
+        ),
+        (
+            vec!["doctor", "--document", "-", "--verbose"],
+            "unexpected argument",
+        ),
+        (
+            vec!["doctor", "--document", "-", "--version-stage", "AWSPENDING"],
+            "--secret-id",
+        ),
+        (
+            vec![
+                "doctor",
+                "--document",
+                "-",
+                "--secret-access-key-file",
+                key_missing,
+            ],
+            "--secret-access-key-file",
+        ),
+        (
+            vec!["doctor", "--document", "-", "--timeout", "0"],
+            "--timeout",
+        ),
+    ] {
+        let (code, out, err) = run(&args, "{}");
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert_eq!(out, "", "{args:?}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn doctor_reports_a_malformed_document_as_a_failed_check() {
+    // No network is needed: a document that is not JSON stops every other check.
+    let (code, out, err) = run(&["doctor", "--json", "--document", "-"], "{\"iam_user\": ");
+    assert_eq!(code, 1, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["checks"][0]["id"], "document");
+    assert_eq!(v["checks"][0]["status"], "fail");
+    assert!(
+        v["checks"][0]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("not valid JSON")
+    );
+    let checks = v["checks"].as_array().unwrap();
+    assert_eq!(checks.len(), 10);
+    assert!(checks[1..].iter().all(|c| c["status"] == "skip"), "{v:#}");
+}
+
+#[test]
+fn doctor_never_echoes_a_key_file_that_is_not_a_key() {
+    // A wrong file may hold another secret: its content is never printed.
+    let path = std::env::temp_dir().join(format!("ses-doctor-keyfile-{}", std::process::id()));
+    std::fs::write(&path, format!("{SECRET} trailing words\n")).unwrap();
+    let (code, out, err) = run(
+        &[
+            "doctor",
+            "--json",
+            "--document",
+            "-",
+            "--secret-access-key-file",
+            path.to_str().unwrap(),
+        ],
+        // No "host": nothing goes to the network (no IAM, no SMTP) in this test.
+        r#"{"iam_user": "u", "region": "us-east-1", "username": "AKIAIOSFODNN7EXAMPLE", "password": "BMPPgbAHoFVbze1Ud0oA5uNdXRwUXUZ+qOwphGJbl/cS"}"#,
+    );
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(code, 1, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let derivation = &v["checks"][3];
+    assert_eq!(derivation["id"], "password-derivation");
+    assert_eq!(derivation["status"], "skip");
+    assert!(
+        derivation["summary"]
+            .as_str()
+            .unwrap()
+            .contains("white space")
+    );
+    for text in [&out, &err] {
+        assert!(!text.contains(SECRET));
+        assert!(!text.contains("BMPPgbAHoFVbze1Ud0oA5uNdXRwUXUZ+qOwphGJbl/cS"));
+    }
+}
