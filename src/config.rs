@@ -96,16 +96,7 @@ pub fn path_is_under(path: &str, allowed: &str) -> bool {
 /// `SSL_CERT_FILE` replaces the system roots for every TLS connection (SMTP and the AWS
 /// SDK's HTTPS client, which panics on a file without certificates): check it up front.
 fn check_ca_file(path: &str) -> Result<(), Error> {
-    match std::fs::read_to_string(path) {
-        Ok(pem) if pem.contains("-----BEGIN CERTIFICATE-----") => Ok(()),
-        Ok(_) => Err(Error::InvalidConfiguration(
-            "SSL_CERT_FILE names a file with no PEM certificate; point it at a CA bundle or unset it"
-                .into(),
-        )),
-        Err(e) => Err(Error::InvalidConfiguration(format!(
-            "SSL_CERT_FILE cannot be read ({e}); point it at a CA bundle or unset it"
-        ))),
-    }
+    crate::smtp::check_ca_file(std::path::Path::new(path)).map_err(Error::InvalidConfiguration)
 }
 
 impl Config {

@@ -185,6 +185,16 @@ pub enum Error {
         /// What failed (refused, DNS, timeout, TLS), without credentials.
         detail: String,
     },
+    /// The SMTP server's certificate is not trusted (unknown CA, name mismatch, expired).
+    #[error(
+        "the SMTP server at {endpoint} presented a certificate this function does not trust: {detail}. No credentials were sent. For an SES endpoint this means something between the function and SES intercepts TLS; for an own relay, give the function its CA (SSL_CERT_FILE) and make sure the certificate names the host in \"host\". AWSCURRENT was not changed"
+    )]
+    SmtpCertificateUntrusted {
+        /// host:port.
+        endpoint: String,
+        /// What rustls said, with the certificate's problem.
+        detail: String,
+    },
     /// The test send was refused for lack of permission (554).
     #[error(
         "SES accepted the login for {key_id} but refused the test message from {from}: {reply}. IAM user {iam_user} needs ses:SendRawEmail on the sending identity (and any ses:FromAddress condition must allow {from}). AWSCURRENT was not changed"
@@ -340,6 +350,7 @@ impl Error {
             Self::SmtpAuthRejected { .. } => "SmtpAuthRejected",
             Self::SmtpAuthRefused { .. } => "SmtpAuthRefused",
             Self::SmtpUnreachable { .. } => "SmtpUnreachable",
+            Self::SmtpCertificateUntrusted { .. } => "SmtpCertificateUntrusted",
             Self::SmtpSendNotAuthorized { .. } => "SmtpSendNotAuthorized",
             Self::SmtpSendFailed { .. } => "SmtpSendFailed",
             Self::PendingKeyGone { .. } => "PendingKeyGone",

@@ -1,9 +1,12 @@
 //! One SMTP login (and optional test send) against the SES SMTP interface.
 //!
-//! TLS is never skipped: STARTTLS is *required* (`Tls::Required`) or the connection is TLS
-//! from the first byte (`Tls::Wrapper`), and certificates are always verified against the
-//! system roots (which honour `SSL_CERT_FILE`). lettre's own timeout bounds only the TCP
-//! connect, so every exchange is also wrapped in `tokio::time::timeout`.
+//! TLS is never skipped: STARTTLS is *required* (a server that does not offer it gets no
+//! credentials) or the connection is TLS from the first byte, and certificates are always
+//! verified against the system roots (which honour `SSL_CERT_FILE`). Every exchange is wrapped
+//! in `tokio::time::timeout`, and every connection reads at most [`MAX_SMTP_BYTES`] from the
+//! server, counted on the TCP stream (so before TLS as well as after): lettre's line reader
+//! checks a line's length only once the line has ended, so a server that never ends a line
+//! could otherwise fill the memory within the timeout.
 //!
 //! Outcomes are classified for the retry loop: 535 is a rejection (retried on a brand-new key,
 //! which may not have propagated), 4xx is temporary (retried), anything that prevents talking
@@ -12,9 +15,20 @@
 use std::fmt;
 use std::time::Duration;
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use lettre::Message;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{Tls, TlsParameters};
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+// `AsyncNetworkStream` is deprecated as "not meant to be made public", but it is lettre's
+// only way to put its verified TLS over a stream of ours (implicit TLS over the byte-bounded
+// TCP stream). Pinned by Cargo.lock; a lettre that hides it fails to compile here, loudly.
+#[allow(deprecated)]
+use lettre::transport::smtp::client::AsyncNetworkStream;
+use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_util::compat::{Compat, FuturesAsyncReadCompatExt};
 
 use crate::config::TestSend;
 use crate::secret::{SecretDocument, SmtpCredentials, TlsMode};
@@ -115,26 +129,184 @@ impl SmtpTarget {
         TlsParameters::new(self.host.clone())
     }
 
-    fn transport(
+    /// Connects, sets up TLS (STARTTLS or from the first byte), says EHLO and logs in.
+    async fn session(
         &self,
         tls: &TlsParameters,
         creds: &SmtpCredentials,
-        timeout: Duration,
-    ) -> AsyncSmtpTransport<Tokio1Executor> {
-        let tls = match self.tls {
-            TlsMode::StartTls => Tls::Required(tls.clone()),
-            TlsMode::Implicit => Tls::Wrapper(tls.clone()),
+    ) -> Result<AsyncSmtpConnection, SessionError> {
+        let hello = ClientId::default();
+        let tcp = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
+            .await
+            .map_err(SessionError::Connect)?;
+        let bounded = Bounded::new(tcp, MAX_SMTP_BYTES);
+        let mut conn = match self.tls {
+            TlsMode::StartTls => {
+                let mut conn =
+                    AsyncSmtpConnection::connect_with_transport(Box::new(bounded), &hello).await?;
+                if !conn.can_starttls() {
+                    conn.abort().await;
+                    return Err(SessionError::NoStartTls);
+                }
+                conn.starttls(tls.clone(), &hello).await?;
+                conn
+            }
+            TlsMode::Implicit => {
+                #[allow(deprecated)]
+                let mut stream = AsyncNetworkStream::use_existing_tokio1(Box::new(bounded));
+                stream.upgrade_tls(tls.clone()).await?;
+                let wrapped = TlsOverBounded(stream.compat());
+                AsyncSmtpConnection::connect_with_transport(Box::new(wrapped), &hello).await?
+            }
         };
-        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(self.host.clone())
-            .port(self.port)
-            .tls(tls)
-            .timeout(Some(timeout))
-            .credentials(Credentials::new(
-                creds.username.clone(),
-                creds.password.expose().to_owned(),
-            ))
-            .authentication(vec![Mechanism::Plain, Mechanism::Login])
-            .build()
+        let credentials =
+            Credentials::new(creds.username.clone(), creds.password.expose().to_owned());
+        let auth = conn
+            .auth(&[Mechanism::Plain, Mechanism::Login], &credentials)
+            .await;
+        drop(credentials);
+        match auth {
+            Ok(_) => Ok(conn),
+            Err(e) => {
+                conn.abort().await;
+                Err(SessionError::Smtp(e))
+            }
+        }
+    }
+}
+
+/// The most bytes one SMTP connection reads from the server, TLS records included: a
+/// certificate chain and a few replies are a few tens of kilobytes.
+pub const MAX_SMTP_BYTES: usize = 1 << 20;
+
+/// A TCP stream that refuses to read more than a fixed number of bytes in all.
+#[derive(Debug)]
+struct Bounded {
+    inner: tokio::net::TcpStream,
+    left: usize,
+}
+
+impl Bounded {
+    fn new(inner: tokio::net::TcpStream, limit: usize) -> Self {
+        Self { inner, left: limit }
+    }
+}
+
+impl AsyncRead for Bounded {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if self.left == 0 {
+            return Poll::Ready(Err(std::io::Error::other(format!(
+                "the server sent more than {MAX_SMTP_BYTES} bytes; a real SMTP server never does"
+            ))));
+        }
+        let mut chunk = [0u8; 8192];
+        let max = chunk.len().min(buf.remaining()).min(self.left);
+        let mut part = ReadBuf::new(&mut chunk[..max]);
+        match Pin::new(&mut self.inner).poll_read(cx, &mut part) {
+            Poll::Ready(Ok(())) => {
+                let n = part.filled().len();
+                buf.put_slice(part.filled());
+                self.left -= n;
+                Poll::Ready(Ok(()))
+            }
+            other => other,
+        }
+    }
+}
+
+impl AsyncWrite for Bounded {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+impl AsyncTokioStream for Bounded {
+    fn peer_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.inner.peer_addr()
+    }
+}
+
+/// lettre's TLS stream over a [`Bounded`] TCP stream, seen again as a plain stream so that
+/// lettre speaks SMTP inside it (implicit TLS: the handshake comes before the greeting).
+#[derive(Debug)]
+#[allow(deprecated)]
+struct TlsOverBounded(Compat<AsyncNetworkStream>);
+
+impl AsyncRead for TlsOverBounded {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for TlsOverBounded {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, data)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+impl AsyncTokioStream for TlsOverBounded {
+    fn peer_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.0.get_ref().peer_addr()
+    }
+}
+
+/// Why a session could not be had.
+#[derive(Debug)]
+enum SessionError {
+    /// The TCP connection failed (refused, DNS, unreachable).
+    Connect(std::io::Error),
+    /// The server does not offer STARTTLS: no credentials are sent in the clear.
+    NoStartTls,
+    /// Anything lettre reports: TLS, SMTP replies, I/O inside the conversation.
+    Smtp(lettre::transport::smtp::Error),
+}
+
+impl From<lettre::transport::smtp::Error> for SessionError {
+    fn from(e: lettre::transport::smtp::Error) -> Self {
+        Self::Smtp(e)
+    }
+}
+
+impl SessionError {
+    fn classify(&self, host: &str) -> LoginOutcome {
+        match self {
+            Self::Connect(e) => {
+                LoginOutcome::Unreachable(format!("cannot connect: {}", describe(e)))
+            }
+            Self::NoStartTls => LoginOutcome::Unreachable(
+                "the server does not offer STARTTLS, so no credentials were sent (an implicit-TLS port answers differently; check \"tls\" and the port)"
+                    .into(),
+            ),
+            Self::Smtp(e) => classify_login_error(e, host),
+        }
     }
 }
 
@@ -245,10 +417,16 @@ impl fmt::Display for CertificateProblem {
 /// # Errors
 /// A message naming the variable and what to do.
 pub(crate) fn check_ssl_cert_file() -> Result<(), String> {
-    let Some(path) = std::env::var_os("SSL_CERT_FILE").filter(|p| !p.is_empty()) else {
-        return Ok(());
-    };
-    match std::fs::read_to_string(&path) {
+    match std::env::var_os("SSL_CERT_FILE").filter(|p| !p.is_empty()) {
+        Some(path) => check_ca_file(std::path::Path::new(&path)),
+        None => Ok(()),
+    }
+}
+
+/// Checks that a CA file holds at least one PEM certificate (shared by the Lambda's start-up
+/// check and the CLI's).
+pub(crate) fn check_ca_file(path: &std::path::Path) -> Result<(), String> {
+    match std::fs::read_to_string(path) {
         Ok(pem) if pem.contains("-----BEGIN CERTIFICATE-----") => Ok(()),
         Ok(_) => Err(
             "SSL_CERT_FILE names a file with no PEM certificate; point it at a CA bundle or unset it"
@@ -291,23 +469,29 @@ pub async fn try_login(
     creds: &SmtpCredentials,
     timeout: Duration,
 ) -> LoginOutcome {
-    let transport = target.transport(tls, creds, timeout);
-    match tokio::time::timeout(timeout, transport.test_connection()).await {
-        Err(_) => LoginOutcome::Unreachable(format!(
-            "no complete SMTP answer within {}s (a STARTTLS/implicit TLS mismatch with the port looks like this)",
-            timeout.as_secs()
-        )),
-        Ok(Ok(true)) => LoginOutcome::Accepted,
-        Ok(Ok(false)) => {
-            LoginOutcome::Temporary("the server closed the connection after AUTH".into())
-        }
-        Ok(Err(e)) => classify_login_error(&e, &target.host),
+    let login = async {
+        let mut conn = target.session(tls, creds).await?;
+        // A polite end; the login already succeeded, so a failed QUIT changes nothing.
+        let _ = conn.quit().await;
+        Ok::<_, SessionError>(())
+    };
+    match tokio::time::timeout(timeout, login).await {
+        Err(_) => timed_out(timeout),
+        Ok(Ok(())) => LoginOutcome::Accepted,
+        Ok(Err(e)) => e.classify(&target.host),
     }
 }
 
-/// A login followed by a real message, when configured. Each exchange is bounded by
-/// `per_exchange` and neither runs past `until`. The message names the key id and nothing
-/// secret.
+fn timed_out(timeout: Duration) -> LoginOutcome {
+    LoginOutcome::Unreachable(format!(
+        "no complete SMTP answer within {}s (a STARTTLS/implicit TLS mismatch with the port looks like this)",
+        timeout.as_secs()
+    ))
+}
+
+/// A login followed, when configured, by a real message on the same connection. Each of the
+/// two exchanges is bounded by `per_exchange` and neither runs past `until`. The message
+/// names the key id and nothing secret.
 pub async fn try_login_and_send(
     target: &SmtpTarget,
     tls: &TlsParameters,
@@ -317,20 +501,24 @@ pub async fn try_login_and_send(
     send: Option<&TestSend>,
 ) -> LoginOutcome {
     let bound = || per_exchange.min(until.saturating_duration_since(std::time::Instant::now()));
-    let login = try_login(target, tls, creds, bound()).await;
     let Some(send) = send else {
-        return login;
+        return try_login(target, tls, creds, bound()).await;
     };
-    if login != LoginOutcome::Accepted {
-        return login;
-    }
     let message = match build_test_message(send, &creds.username) {
         Ok(m) => m,
         Err(e) => return LoginOutcome::SendFailed(format!("cannot build the test message: {e}")),
     };
     let timeout = bound();
-    let transport = target.transport(tls, creds, timeout);
-    match tokio::time::timeout(timeout, transport.send(message)).await {
+    let mut conn = match tokio::time::timeout(timeout, target.session(tls, creds)).await {
+        Err(_) => return timed_out(timeout),
+        Ok(Err(e)) => return e.classify(&target.host),
+        Ok(Ok(conn)) => conn,
+    };
+    let timeout = bound();
+    let sent =
+        tokio::time::timeout(timeout, conn.send(message.envelope(), &message.formatted())).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), conn.quit()).await;
+    match sent {
         Err(_) => LoginOutcome::SendFailed(format!(
             "no answer to the test message within {}s",
             timeout.as_secs()

@@ -245,3 +245,41 @@ fn doctor_never_echoes_a_key_file_that_is_not_a_key() {
         assert!(!text.contains("BMPPgbAHoFVbze1Ud0oA5uNdXRwUXUZ+qOwphGJbl/cS"));
     }
 }
+
+/// A server that greets with a line that never ends: the client must stop reading at its byte
+/// bound (before TLS, where lettre's line reader would otherwise grow without limit) and fail,
+/// not fill its memory until the timeout.
+#[test]
+fn a_server_that_never_ends_a_line_cannot_exhaust_memory() {
+    use std::io::Write as _;
+    use std::net::TcpListener;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        conn.set_write_timeout(Some(std::time::Duration::from_secs(20)))
+            .unwrap();
+        let chunk = vec![b'A'; 64 * 1024];
+        let mut sent = conn.write(b"220 ").unwrap();
+        // Bounded: at most 256 MiB, and only while the client keeps reading.
+        while sent < 256 << 20 {
+            match conn.write(&chunk) {
+                Ok(n) => sent += n,
+                Err(_) => break,
+            }
+        }
+        sent
+    });
+    let doc = serde_json::json!({
+        "iam_user": "u", "host": "localhost", "port": port, "tls": "starttls",
+        "region": "us-east-1", "username": "AKIAIOSFODNN7EXAMPLE",
+        "password": "BMPPgbAHoFVbze1Ud0oA5uNdXRwUXUZ+qOwphGJbl/cS",
+    });
+    let (code, out, err) = run(&["test-login", "--timeout", "15"], &doc.to_string());
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(err.contains("more than 1048576 bytes"), "{err}");
+    let sent = server.join().unwrap();
+    // The client stopped after its bound; what the server could push beyond it is only what
+    // the kernel's socket buffers held.
+    assert!(sent < 64 << 20, "the client kept reading: {sent} bytes");
+}

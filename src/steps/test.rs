@@ -195,6 +195,15 @@ async fn login(ctx: &StepContext<'_>, doc: &SecretDocument, which: Stage) -> Res
                       endpoint = %endpoint, attempt = attempts, reply = %text, "SES did not accept the login yet; retrying");
                 last_auth = Some(text);
             }
+            ref outcome @ LoginOutcome::Unreachable(ref text)
+                if outcome.is_certificate_failure() =>
+            {
+                // Not the network: retrying cannot make a certificate trusted.
+                return Err(Error::SmtpCertificateUntrusted {
+                    endpoint,
+                    detail: text.clone(),
+                });
+            }
             LoginOutcome::Unreachable(text) => {
                 unreachable += 1;
                 warn!(endpoint = %endpoint, attempt = attempts,
