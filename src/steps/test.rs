@@ -313,7 +313,6 @@ fn jitter(d: Duration) -> Duration {
 }
 
 /// The retry loop at one endpoint, for the password of `region`.
-#[allow(clippy::too_many_arguments)]
 async fn login(
     ctx: &StepContext<'_>,
     doc: &SecretDocument,
