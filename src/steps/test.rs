@@ -347,7 +347,9 @@ async fn login(
         attempts += 1;
         // Summed over every region's loop (they run at once on this task).
         let total = ctx.observed.auth_attempts.get().unwrap_or(0);
-        ctx.observed.auth_attempts.set(Some(total.saturating_add(1)));
+        ctx.observed
+            .auth_attempts
+            .set(Some(total.saturating_add(1)));
         let result = try_login_and_send(
             target,
             &tls,
