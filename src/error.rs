@@ -305,6 +305,23 @@ pub enum Error {
         /// What failed.
         detail: String,
     },
+    /// A document with `regions`: SES did not accept the credentials at every region's
+    /// endpoint. Each failed region is named with its own error type and message.
+    #[error(
+        "SES did not accept the {} credentials for {key_id} in every region ({} of {total} failed): {}.{} AWSCURRENT was not changed", .which.label(), .failures.len(), list_failures(.failures), list_passed(.passed)
+    )]
+    SmtpRegionsFailed {
+        /// Which version's credentials were tested.
+        which: Stage,
+        /// The key id tried.
+        key_id: String,
+        /// How many regions were tested.
+        total: usize,
+        /// Each region that failed, in the document's order.
+        failures: Vec<RegionFailure>,
+        /// The regions whose endpoint accepted the credentials.
+        passed: Vec<String>,
+    },
     /// A Secrets Manager call failed.
     #[error("Secrets Manager {operation} failed for {secret_id}: {detail}")]
     SecretsManagerError {
@@ -362,7 +379,39 @@ impl Error {
             Self::TlsSetup { .. } => "TlsSetupFailed",
             Self::SecretsManagerError { .. } => "SecretsManagerError",
             Self::IamError { .. } => "IamError",
+            Self::SmtpRegionsFailed { .. } => "SmtpRegionsFailed",
         }
+    }
+}
+
+/// One region's failure in [`Error::SmtpRegionsFailed`].
+#[derive(Debug)]
+pub struct RegionFailure {
+    /// The SES region.
+    pub region: String,
+    /// Why it failed (its own error: [`Error::SmtpAuthRejected`], [`Error::SmtpUnreachable`], ...).
+    pub error: Box<Error>,
+}
+
+fn list_failures(failures: &[RegionFailure]) -> String {
+    failures
+        .iter()
+        .map(|f| {
+            let message = f.error.to_string();
+            let message = message
+                .strip_suffix(". AWSCURRENT was not changed")
+                .unwrap_or(&message);
+            format!("[{}] {}: {message}", f.region, f.error.error_type())
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn list_passed(passed: &[String]) -> String {
+    if passed.is_empty() {
+        String::new()
+    } else {
+        format!(" Accepted in: {}.", passed.join(", "))
     }
 }
 

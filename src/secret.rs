@@ -5,6 +5,10 @@
 //! other field is kept verbatim across rotations, so the document is parsed into a typed view
 //! *and* the original JSON object is kept for the write-back.
 //!
+//! With `regions` (operator: extra SES regions, as region codes or endpoint objects) the
+//! rotation also writes `passwords`, an object region → SMTP password for the primary region
+//! and every listed one, all derived from the one key (see [`SecretDocument::with_key`]).
+//!
 //! Errors name the field and what is wrong with it, and never echo a value: the document
 //! holds a password.
 
@@ -12,11 +16,15 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
-use crate::endpoint::region_from_host;
-use crate::password::{Region, SmtpPassword};
+use crate::endpoint::{host_for_region, region_from_host};
+use crate::password::{Region, SecretAccessKey, SmtpPassword, derive_smtp_password};
 
 /// Default SMTP port: STARTTLS on 587 is open from Lambda (25 is throttled by EC2/Lambda).
 pub const DEFAULT_PORT: u16 = 587;
+
+/// Most extra regions one document may list: more than SES has regions, few enough that a
+/// hostile document cannot make testSecret open hundreds of connections.
+pub const MAX_REGIONS: usize = 32;
 
 /// How TLS is set up on the SMTP connection. There is no plaintext mode: SES requires TLS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +59,19 @@ impl fmt::Display for TlsMode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// One SES region's SMTP endpoint: where its password is proven by a login.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegionEndpoint {
+    /// The SES region the password is derived for.
+    pub region: Region,
+    /// SMTP host.
+    pub host: String,
+    /// SMTP port.
+    pub port: u16,
+    /// TLS mode.
+    pub tls: TlsMode,
 }
 
 /// Why a secret document was refused. Names fields, never values (except a region code or
@@ -158,7 +179,25 @@ pub struct SecretDocument {
     pub region: Region,
     /// `username` + `password`, absent in a bootstrap document.
     pub credentials: Option<SmtpCredentials>,
+    /// The extra regions `regions` lists (not the primary), in the document's order; `None`
+    /// when the document has no `regions` field (then no `passwords` field is written).
+    pub regions: Option<Vec<RegionEndpoint>>,
+    /// What to write as `passwords` (see [`SecretDocument::to_secret_string`]).
+    passwords: PasswordsField,
     raw: Map<String, Value>,
+}
+
+/// The `passwords` field's fate at the write-back.
+#[derive(Clone)]
+enum PasswordsField {
+    /// As read: the credentials were not replaced, so whatever `passwords` holds still goes
+    /// with them (a parse followed by a write-back changes nothing).
+    AsRead,
+    /// Every region's password of the new key, primary first.
+    Derived(Vec<(Region, SmtpPassword)>),
+    /// Removed: new credentials without `regions`, or whose other regions' passwords are not
+    /// known (never leave another key's passwords beside a new `username`).
+    Removed,
 }
 
 impl fmt::Debug for SecretDocument {
@@ -170,6 +209,7 @@ impl fmt::Debug for SecretDocument {
             .field("tls", &self.tls)
             .field("region", &self.region)
             .field("credentials", &self.credentials)
+            .field("regions", &self.regions)
             .field("other_fields", &self.raw.len())
             .finish()
     }
@@ -211,24 +251,205 @@ fn require_str<'a>(
 }
 
 fn parse_port(raw: &Map<String, Value>) -> Result<u16, SecretError> {
+    port_value(raw.get("port"), "port", "").map(|p| p.unwrap_or(DEFAULT_PORT))
+}
+
+/// A port as a number or a numeric string; `None` when absent. `what` prefixes the reason
+/// (e.g. "item 2's \"port\" ").
+fn port_value(
+    value: Option<&Value>,
+    field: &'static str,
+    what: &str,
+) -> Result<Option<u16>, SecretError> {
     let invalid = |reason: &str| SecretError::Invalid {
-        field: "port",
-        reason: reason.into(),
+        field,
+        reason: format!("{what}{reason}"),
     };
-    match raw.get("port") {
-        None | Some(Value::Null) => Ok(DEFAULT_PORT),
+    match value {
+        None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => n
             .as_u64()
             .and_then(|p| u16::try_from(p).ok())
             .filter(|p| *p != 0)
+            .map(Some)
             .ok_or_else(|| invalid("must be a whole number from 1 to 65535")),
         Some(Value::String(s)) => s
             .parse::<u16>()
             .ok()
             .filter(|p| *p != 0)
+            .map(Some)
             .ok_or_else(|| invalid("must be a whole number from 1 to 65535")),
         Some(_) => Err(invalid("must be a number such as 587 or 465")),
     }
+}
+
+/// A TLS mode as written; `None` when absent.
+fn tls_value(
+    value: Option<&Value>,
+    field: &'static str,
+    what: &str,
+) -> Result<Option<TlsMode>, SecretError> {
+    let invalid = || SecretError::Invalid {
+        field,
+        reason: format!("{what}must be \"starttls\" or \"implicit\" (SES has no plaintext mode)"),
+    };
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("starttls") => Ok(Some(TlsMode::StartTls)),
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("implicit") => Ok(Some(TlsMode::Implicit)),
+        Some(_) => Err(invalid()),
+    }
+}
+
+/// Whether a host field holds a bare host name (no scheme, port, path or white space).
+fn bare_host(host: &str) -> bool {
+    !(host.is_empty()
+        || host.contains("://")
+        || host.contains('/')
+        || host.contains(':')
+        || host.chars().any(char::is_whitespace))
+}
+
+/// The primary endpoint a document names, for the `regions` items to default from.
+struct Primary<'a> {
+    region: &'a Region,
+    host: &'a str,
+    port: u16,
+    tls: TlsMode,
+}
+
+/// Parses `regions`: `None` when absent (or null), else the extra endpoints in order.
+///
+/// Each item is a region code (the endpoint is `host` with its region replaced, so `host`
+/// must be an SES endpoint name whose form exists in that region) or an object
+/// `{"region", "host"?, "port"?, "tls"?}`: a missing `host` is derived like a bare code; a
+/// missing `port` is the document's; a missing `tls` is the document's when the port is too,
+/// else the default for the item's port (465/2465 implicit). Refused: another type, more than
+/// [`MAX_REGIONS`] items, a string that is no region code, a region listed twice or equal to
+/// the primary, an object field other than those four, an item host that is not a bare host
+/// name or that names another region than the item's. Errors name the item by position and a
+/// validated region code at most, never a value as written.
+fn parse_regions(
+    value: Option<&Value>,
+    primary: &Primary<'_>,
+) -> Result<Option<Vec<RegionEndpoint>>, SecretError> {
+    let invalid = |reason: String| SecretError::Invalid {
+        field: "regions",
+        reason,
+    };
+    let items = match value {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Array(items)) => items,
+        Some(_) => {
+            return Err(invalid(
+                "must be an array of region codes (\"eu-west-1\") or objects {\"region\", \"host\", \"port\", \"tls\"}".into(),
+            ));
+        }
+    };
+    if items.len() > MAX_REGIONS {
+        return Err(invalid(format!(
+            "lists {} regions; at most {MAX_REGIONS} are allowed",
+            items.len()
+        )));
+    }
+    let derived = |n: usize, region: &Region| {
+        host_for_region(primary.host, region).ok_or_else(|| {
+            invalid(format!(
+                "item {n} gives only a region code, but \"host\" is not an SES SMTP endpoint name whose region can be replaced (an own relay, a VPC endpoint, or a form that does not exist in region {region}); give an object {{\"region\", \"host\"}} with that region's endpoint"
+            ))
+        })
+    };
+    let not_region = |n: usize| {
+        invalid(format!(
+            "item {n} is not an AWS region code (lower case, like eu-west-1)"
+        ))
+    };
+    let mut out: Vec<RegionEndpoint> = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let n = i + 1;
+        let endpoint = match item {
+            Value::String(code) => {
+                let region = Region::new(code).map_err(|_| not_region(n))?;
+                RegionEndpoint {
+                    host: derived(n, &region)?,
+                    region,
+                    port: primary.port,
+                    tls: primary.tls,
+                }
+            }
+            Value::Object(fields) => {
+                if fields
+                    .keys()
+                    .any(|k| !["region", "host", "port", "tls"].contains(&k.as_str()))
+                {
+                    return Err(invalid(format!(
+                        "item {n} has a field other than \"region\", \"host\", \"port\" and \"tls\""
+                    )));
+                }
+                let region = match fields.get("region") {
+                    Some(Value::String(code)) => Region::new(code).map_err(|_| not_region(n))?,
+                    Some(_) => return Err(not_region(n)),
+                    None => {
+                        return Err(invalid(format!("item {n} is an object without \"region\"")));
+                    }
+                };
+                let host = match fields.get("host") {
+                    None | Some(Value::Null) => derived(n, &region)?,
+                    Some(Value::String(h)) if bare_host(h) => {
+                        if let Some(hr) = region_from_host(h)
+                            && hr != region
+                        {
+                            return Err(invalid(format!(
+                                "item {n}'s \"host\" is the SES endpoint of region {hr}, not of its \"region\" {region}; the password is derived per region and SES would answer 535"
+                            )));
+                        }
+                        h.clone()
+                    }
+                    Some(_) => {
+                        return Err(invalid(format!(
+                            "item {n}'s \"host\" must be a bare host name (no scheme, port or path)"
+                        )));
+                    }
+                };
+                let what = format!("item {n}'s \"port\" ");
+                let port = port_value(fields.get("port"), "regions", &what)?;
+                let what = format!("item {n}'s \"tls\" ");
+                let tls = tls_value(fields.get("tls"), "regions", &what)?;
+                let (port, tls) = match (port, tls) {
+                    (None, None) => (primary.port, primary.tls),
+                    (None, Some(t)) => (primary.port, t),
+                    (Some(p), None) => (p, TlsMode::default_for_port(p)),
+                    (Some(p), Some(t)) => (p, t),
+                };
+                RegionEndpoint {
+                    region,
+                    host,
+                    port,
+                    tls,
+                }
+            }
+            _ => {
+                return Err(invalid(format!(
+                    "item {n} must be a region code or an object {{\"region\", \"host\", \"port\", \"tls\"}}"
+                )));
+            }
+        };
+        if endpoint.region == *primary.region {
+            return Err(invalid(format!(
+                "item {n} repeats the primary region {} (the region of \"host\"/\"region\", whose password is always written); list only the other regions",
+                endpoint.region
+            )));
+        }
+        if let Some(j) = out.iter().position(|e| e.region == endpoint.region) {
+            return Err(invalid(format!(
+                "item {n} repeats region {} (already item {})",
+                endpoint.region,
+                j + 1
+            )));
+        }
+        out.push(endpoint);
+    }
+    Ok(Some(out))
 }
 
 /// Checks that a user name looks like an IAM user name (1–64 of `A-Za-z0-9+=,.@_-`).
@@ -281,11 +502,7 @@ impl SecretDocument {
             "host",
             "name the SES SMTP endpoint, e.g. email-smtp.us-east-1.amazonaws.com",
         )?;
-        if host.contains("://")
-            || host.contains('/')
-            || host.contains(':')
-            || host.chars().any(char::is_whitespace)
-        {
+        if !bare_host(host) {
             return Err(SecretError::Invalid {
                 field: "host",
                 reason:
@@ -294,18 +511,8 @@ impl SecretDocument {
             });
         }
         let port = parse_port(&raw)?;
-        let tls = match get_str(&raw, "tls")? {
-            None => TlsMode::default_for_port(port),
-            Some(s) if s.eq_ignore_ascii_case("starttls") => TlsMode::StartTls,
-            Some(s) if s.eq_ignore_ascii_case("implicit") => TlsMode::Implicit,
-            Some(_) => {
-                return Err(SecretError::Invalid {
-                    field: "tls",
-                    reason: "must be \"starttls\" or \"implicit\" (SES has no plaintext mode)"
-                        .into(),
-                });
-            }
-        };
+        let tls = tls_value(raw.get("tls"), "tls", "")?
+            .unwrap_or_else(|| TlsMode::default_for_port(port));
         let host_region = region_from_host(host);
         let region = match get_str(&raw, "region")? {
             Some(r) => {
@@ -325,6 +532,15 @@ impl SecretDocument {
             }
             None => host_region.ok_or(SecretError::NoRegion)?,
         };
+        let regions = parse_regions(
+            raw.get("regions"),
+            &Primary {
+                region: &region,
+                host,
+                port,
+                tls,
+            },
+        )?;
         let username = get_str(&raw, "username")?;
         let password = get_str(&raw, "password")?;
         let credentials = match (username, password) {
@@ -370,8 +586,48 @@ impl SecretDocument {
             tls,
             region,
             credentials,
+            regions,
+            passwords: PasswordsField::AsRead,
             raw,
         })
+    }
+
+    /// Every endpoint whose password the document carries: the primary (`host`, `port`,
+    /// `tls`, `region`) first, then each of `regions` in order.
+    #[must_use]
+    pub fn endpoints(&self) -> Vec<RegionEndpoint> {
+        let mut all = vec![RegionEndpoint {
+            region: self.region.clone(),
+            host: self.host.clone(),
+            port: self.port,
+            tls: self.tls,
+        }];
+        all.extend(self.regions.iter().flatten().cloned());
+        all
+    }
+
+    /// The SMTP password the document holds for `region`: `password` for the primary region,
+    /// else the `passwords` entry (`None` when there is none, e.g. a region added to
+    /// `regions` since the last rotation, or a bootstrap document).
+    #[must_use]
+    pub fn password_for(&self, region: &Region) -> Option<SmtpPassword> {
+        if *region == self.region {
+            return self.credentials.as_ref().map(|c| c.password.clone());
+        }
+        match &self.passwords {
+            PasswordsField::Derived(all) => all
+                .iter()
+                .find(|(r, _)| r == region)
+                .map(|(_, p)| p.clone()),
+            PasswordsField::Removed => None,
+            PasswordsField::AsRead => self
+                .raw
+                .get("passwords")
+                .and_then(|p| p.get(region.as_str()))
+                .and_then(Value::as_str)
+                .filter(|p| !p.is_empty())
+                .map(|p| SmtpPassword::from_string(p.to_owned())),
+        }
     }
 
     /// Whether two documents describe the same IAM user and SMTP destination (`iam_user`,
@@ -396,16 +652,50 @@ impl SecretDocument {
         self.credentials.is_none()
     }
 
-    /// The document with `credentials` set, every other field exactly as it was.
+    /// The document with `credentials` set, every other field exactly as it was, except
+    /// `passwords`: only the primary region's password is known here, so a `passwords` field
+    /// (another key's) is removed rather than left beside the new `username`. A rotation
+    /// uses [`SecretDocument::with_key`], which derives every region's password.
     #[must_use]
     pub fn with_credentials(&self, credentials: SmtpCredentials) -> Self {
         let mut next = self.clone();
         next.credentials = Some(credentials);
+        next.passwords = PasswordsField::Removed;
+        next
+    }
+
+    /// The document with a new key: `username` = `key_id`, `password` = the SMTP password for
+    /// the primary region and, when the document has `regions`, `passwords` = region →
+    /// password for the primary and every listed region (exactly that set: a region removed
+    /// from `regions` loses its entry). Without `regions` no `passwords` field is written and
+    /// a left-over one is removed (it would hold the old key's passwords). Every other field
+    /// is kept exactly as it was. The secret key is only borrowed: the caller drops it.
+    #[must_use]
+    pub fn with_key(&self, key_id: &str, secret: &SecretAccessKey) -> Self {
+        let mut next = self.clone();
+        next.credentials = Some(SmtpCredentials {
+            username: key_id.to_owned(),
+            password: derive_smtp_password(secret, &self.region),
+        });
+        next.passwords = match &self.regions {
+            Some(_) => PasswordsField::Derived(
+                self.endpoints()
+                    .into_iter()
+                    .map(|e| {
+                        let p = derive_smtp_password(secret, &e.region);
+                        (e.region, p)
+                    })
+                    .collect(),
+            ),
+            None => PasswordsField::Removed,
+        };
         next
     }
 
     /// Serialises the document for `PutSecretValue`: the original object with `username` and
-    /// `password` set (or left out in a bootstrap document).
+    /// `password` set (or left out in a bootstrap document, with `passwords`), and `passwords`
+    /// as [`SecretDocument::with_key`] / [`SecretDocument::with_credentials`] decided (kept
+    /// as read when the credentials were not replaced).
     #[must_use]
     pub fn to_secret_string(&self) -> String {
         let mut raw = self.raw.clone();
@@ -420,6 +710,22 @@ impl SecretDocument {
             None => {
                 raw.remove("username");
                 raw.remove("password");
+                raw.remove("passwords");
+            }
+        }
+        if self.credentials.is_some() {
+            match &self.passwords {
+                PasswordsField::AsRead => {}
+                PasswordsField::Removed => {
+                    raw.remove("passwords");
+                }
+                PasswordsField::Derived(all) => {
+                    let map: Map<String, Value> = all
+                        .iter()
+                        .map(|(r, p)| (r.to_string(), Value::String(p.expose().to_owned())))
+                        .collect();
+                    raw.insert("passwords".into(), Value::Object(map));
+                }
             }
         }
         Value::Object(raw).to_string()
@@ -429,6 +735,7 @@ impl SecretDocument {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     const PW: &str = "BMPPgbAHoFVbze1Ud0oA5uNdXRwUXUZ+qOwphGJbl/cS";
 
@@ -592,6 +899,463 @@ mod tests {
         assert!(shown.contains("AKIAIOSFODNN7EXAMPLE"));
     }
 
+    const EXAMPLE_SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+
+    fn derived(region: &str) -> String {
+        let key = SecretAccessKey::new(EXAMPLE_SECRET).unwrap();
+        derive_smtp_password(&key, &Region::new(region).unwrap())
+            .expose()
+            .to_owned()
+    }
+
+    fn endpoint(region: &str, host: &str, port: u16, tls: TlsMode) -> RegionEndpoint {
+        RegionEndpoint {
+            region: Region::new(region).unwrap(),
+            host: host.into(),
+            port,
+            tls,
+        }
+    }
+
+    #[test]
+    fn malformed_regions_are_refused_naming_the_field_and_never_echoing() {
+        let secretish = "abcdefghsecret+that/must/not/leak";
+        let ses = "email-smtp.us-east-1.amazonaws.com";
+        let too_many: Vec<Value> = (0..=MAX_REGIONS)
+            .map(|i| json!({"region": format!("xx-test-{}", i % 99), "host": "localhost"}))
+            .collect();
+        // (host, region field, regions, what the reason must mention)
+        let cases: Vec<(&str, Option<&str>, Value, &str)> = vec![
+            (ses, None, json!("eu-west-1"), "must be an array"),
+            (
+                ses,
+                None,
+                json!({"region": "eu-west-1"}),
+                "must be an array",
+            ),
+            (ses, None, json!(secretish), "must be an array"),
+            (ses, None, json!(7), "must be an array"),
+            (
+                ses,
+                None,
+                json!([5]),
+                "item 1 must be a region code or an object",
+            ),
+            (
+                ses,
+                None,
+                json!([null]),
+                "item 1 must be a region code or an object",
+            ),
+            (
+                ses,
+                None,
+                json!([["eu-west-1"]]),
+                "item 1 must be a region code or an object",
+            ),
+            (
+                ses,
+                None,
+                json!(["EU-WEST-1"]),
+                "item 1 is not an AWS region code",
+            ),
+            (
+                ses,
+                None,
+                json!(["eu-west-1", secretish]),
+                "item 2 is not an AWS region code",
+            ),
+            (
+                ses,
+                None,
+                json!([" eu-west-1"]),
+                "item 1 is not an AWS region code",
+            ),
+            (
+                ses,
+                None,
+                json!(["email-smtp.eu-west-1.amazonaws.com"]),
+                "item 1 is not an AWS region code",
+            ),
+            (
+                ses,
+                None,
+                json!(["us-east-1"]),
+                "item 1 repeats the primary region us-east-1",
+            ),
+            (
+                ses,
+                None,
+                json!([{"region": "us-east-1", "host": "localhost"}]),
+                "repeats the primary region",
+            ),
+            (
+                "localhost",
+                Some("eu-central-1"),
+                json!([{"region": "eu-central-1", "host": "relay"}]),
+                "repeats the primary region eu-central-1",
+            ),
+            (
+                ses,
+                None,
+                json!(["eu-west-1", "eu-west-1"]),
+                "item 2 repeats region eu-west-1 (already item 1)",
+            ),
+            (
+                ses,
+                None,
+                json!(["eu-west-1", "ap-south-1", {"region": "eu-west-1", "host": "localhost"}]),
+                "item 3 repeats region eu-west-1",
+            ),
+            (
+                "localhost",
+                Some("us-east-1"),
+                json!(["eu-west-1"]),
+                "item 1 gives only a region code",
+            ),
+            (
+                "vpce-0abc123-xyz.email-smtp.us-east-1.vpce.amazonaws.com",
+                None,
+                json!(["eu-west-1"]),
+                "item 1 gives only a region code",
+            ),
+            (
+                "email-smtp-fips.us-east-1.amazonaws.com",
+                None,
+                json!(["cn-north-1"]),
+                "item 1 gives only a region code",
+            ),
+            (
+                "localhost",
+                Some("us-east-1"),
+                json!([{"region": "eu-west-1"}]),
+                "item 1 gives only a region code",
+            ),
+            (
+                ses,
+                None,
+                json!([{"host": "localhost"}]),
+                "item 1 is an object without \"region\"",
+            ),
+            (
+                ses,
+                None,
+                json!([{"region": 5, "host": "localhost"}]),
+                "item 1 is not an AWS region code",
+            ),
+            (
+                ses,
+                None,
+                json!([{"region": secretish, "host": "localhost"}]),
+                "item 1 is not an AWS region code",
+            ),
+            (
+                ses,
+                None,
+                json!([{"region": "eu-west-1", "host": format!("smtp://{secretish}")}]),
+                "item 1's \"host\" must be a bare host name",
+            ),
+            (
+                ses,
+                None,
+                json!([{"region": "eu-west-1", "host": "localhost:2587"}]),
+                "item 1's \"host\" must be a bare host name",
+            ),
+            (
+                ses,
+                None,
+                json!([{"region": "eu-west-1", "host": ""}]),
+                "item 1's \"host\" must be a bare host name",
+            ),
+            (
+                ses,
+                None,
+                json!([{"region": "eu-west-1", "host": 7}]),
+                "item 1's \"host\" must be a bare host name",
+            ),
+            (
+                ses,
+                None,
+                json!([{"region": "eu-west-1", "host": "email-smtp.ap-south-1.amazonaws.com"}]),
+                "region ap-south-1, not of its \"region\" eu-west-1",
+            ),
+            (
+                ses,
+                None,
+                json!([{"region": "eu-west-1", "port": secretish}]),
+                "item 1's \"port\" must be a whole number",
+            ),
+            (
+                ses,
+                None,
+                json!([{"region": "eu-west-1", "port": 0}]),
+                "item 1's \"port\" must be a whole number",
+            ),
+            (
+                ses,
+                None,
+                json!([{"region": "eu-west-1", "port": true}]),
+                "item 1's \"port\" must be a number",
+            ),
+            (
+                ses,
+                None,
+                json!([{"region": "eu-west-1", "tls": "none"}]),
+                "item 1's \"tls\" must be",
+            ),
+            (
+                ses,
+                None,
+                json!([{"region": "eu-west-1", "tls": secretish}]),
+                "item 1's \"tls\" must be",
+            ),
+            (
+                ses,
+                None,
+                json!([{"region": "eu-west-1", "hots": "localhost"}]),
+                "item 1 has a field other than",
+            ),
+            (
+                ses,
+                None,
+                json!([{"region": "eu-west-1", secretish: 1}]),
+                "item 1 has a field other than",
+            ),
+            (ses, None, Value::Array(too_many), "at most 32"),
+        ];
+        for (host, region, regions, reason) in cases {
+            let mut doc = json!({"iam_user": "u", "host": host, "regions": regions});
+            if let Some(r) = region {
+                doc["region"] = r.into();
+            }
+            let e = parse(doc.clone()).expect_err("should be refused");
+            match &e {
+                SecretError::Invalid { field, reason: r } => {
+                    assert_eq!(*field, "regions", "{doc}: {e}");
+                    assert!(r.contains(reason), "{doc}: {reason:?} not in {r:?}");
+                }
+                other => panic!("{doc}: not an Invalid regions error: {other:?}"),
+            }
+            let text = e.to_string();
+            assert!(text.contains("\"regions\""), "{text}");
+            assert!(!text.contains(secretish), "{doc}: {text}");
+            assert!(!text.contains("leak"), "{doc}: {text}");
+        }
+    }
+
+    #[test]
+    fn regions_give_the_endpoints_primary_first() {
+        let d = parse(json!({
+            "iam_user": "u", "host": "email-smtp.us-east-1.amazonaws.com", "port": 587,
+            "regions": [
+                "eu-west-1",
+                {"region": "ap-southeast-2", "host": "localhost", "port": 2465},
+                {"region": "us-west-2", "tls": "implicit"},
+                {"region": "cn-north-1", "port": "2587", "tls": "starttls"},
+                {"region": "eu-central-1", "host": "email-smtp.eu-central-1.amazonaws.com", "port": 465, "tls": null},
+                {"region": "sa-east-1", "host": "vpce-0abc-x1.email-smtp.sa-east-1.vpce.amazonaws.com"},
+            ],
+        }))
+        .unwrap();
+        use TlsMode::{Implicit, StartTls};
+        assert_eq!(
+            d.endpoints(),
+            vec![
+                endpoint(
+                    "us-east-1",
+                    "email-smtp.us-east-1.amazonaws.com",
+                    587,
+                    StartTls
+                ),
+                endpoint(
+                    "eu-west-1",
+                    "email-smtp.eu-west-1.amazonaws.com",
+                    587,
+                    StartTls
+                ),
+                endpoint("ap-southeast-2", "localhost", 2465, Implicit),
+                endpoint(
+                    "us-west-2",
+                    "email-smtp.us-west-2.amazonaws.com",
+                    587,
+                    Implicit
+                ),
+                endpoint(
+                    "cn-north-1",
+                    "email-smtp.cn-north-1.amazonaws.com.cn",
+                    2587,
+                    StartTls
+                ),
+                endpoint(
+                    "eu-central-1",
+                    "email-smtp.eu-central-1.amazonaws.com",
+                    465,
+                    Implicit
+                ),
+                endpoint(
+                    "sa-east-1",
+                    "vpce-0abc-x1.email-smtp.sa-east-1.vpce.amazonaws.com",
+                    587,
+                    StartTls
+                ),
+            ]
+        );
+        // Bare codes keep the host's form and the document's port and TLS mode.
+        let d = parse(json!({"iam_user": "u", "host": "email-smtp-fips.us-east-1.api.aws", "port": 465, "regions": ["us-west-2"]})).unwrap();
+        assert_eq!(
+            d.endpoints()[1],
+            endpoint(
+                "us-west-2",
+                "email-smtp-fips.us-west-2.api.aws",
+                465,
+                Implicit
+            )
+        );
+        // The primary from `region` with an own relay: objects only.
+        let d = parse(json!({"iam_user": "u", "host": "relay.example.com", "region": "eu-west-1", "regions": [{"region": "us-east-1", "host": "relay-us.example.com"}]})).unwrap();
+        assert_eq!(d.endpoints().len(), 2);
+        // Absent, null and empty.
+        for (regions, want) in [
+            (None, None),
+            (Some(Value::Null), None),
+            (Some(json!([])), Some(0)),
+        ] {
+            let mut doc = json!({"iam_user": "u", "host": "email-smtp.us-east-1.amazonaws.com"});
+            if let Some(r) = regions {
+                doc["regions"] = r;
+            }
+            let d = parse(doc).unwrap();
+            assert_eq!(d.regions.as_ref().map(Vec::len), want);
+            assert_eq!(d.endpoints().len(), 1);
+        }
+    }
+
+    #[test]
+    fn with_key_writes_every_regions_password_and_keeps_the_rest() {
+        let original = json!({
+            "iam_user": "ses-smtp", "host": "email-smtp.us-east-2.amazonaws.com",
+            "regions": ["eu-west-1", {"region": "ap-south-1", "host": "localhost", "port": 2587}],
+            "team": "mail", "nested": {"a": [1, {"b": null}]},
+            "username": "AKIAOLDOLDOLDOLDOLD1", "password": "old-password",
+            // The previous rotation's set: another key's, and a region no longer listed.
+            "passwords": {"us-east-2": "old-password", "eu-west-1": "old-eu", "sa-east-1": "old-sa"},
+        });
+        let d = parse(original.clone()).unwrap();
+        let key = SecretAccessKey::new(EXAMPLE_SECRET).unwrap();
+        let next = d.with_key("AKIAIOSFODNN7EXAMPLE", &key);
+        let written: Value = serde_json::from_str(&next.to_secret_string()).unwrap();
+        let mut want = original;
+        want["username"] = "AKIAIOSFODNN7EXAMPLE".into();
+        // The published worked example: us-east-2.
+        want["password"] = "BMPPgbAHoFVbze1Ud0oA5uNdXRwUXUZ+qOwphGJbl/cS".into();
+        want["passwords"] = json!({
+            "us-east-2": "BMPPgbAHoFVbze1Ud0oA5uNdXRwUXUZ+qOwphGJbl/cS",
+            "eu-west-1": derived("eu-west-1"),
+            "ap-south-1": derived("ap-south-1"),
+        });
+        assert_eq!(written, want);
+        // Primary first, then the document's order.
+        let order: Vec<&String> = written["passwords"].as_object().unwrap().keys().collect();
+        assert_eq!(order, ["us-east-2", "eu-west-1", "ap-south-1"]);
+        // Read back, each region's password is there; the three differ.
+        let again = SecretDocument::parse(&next.to_secret_string()).unwrap();
+        for e in again.endpoints() {
+            assert_eq!(
+                again.password_for(&e.region).unwrap().expose(),
+                derived(e.region.as_str())
+            );
+        }
+        assert_ne!(derived("eu-west-1"), derived("ap-south-1"));
+        assert_eq!(again.password_for(&Region::new("sa-east-1").unwrap()), None);
+        assert!(!format!("{next:?}").contains(&derived("eu-west-1")));
+    }
+
+    #[test]
+    fn without_regions_no_passwords_field_is_written_and_a_stale_one_goes() {
+        let key = SecretAccessKey::new(EXAMPLE_SECRET).unwrap();
+        let plain =
+            json!({"iam_user": "u", "host": "email-smtp.us-east-2.amazonaws.com", "team": 1});
+        let written: Value = serde_json::from_str(
+            &parse(plain.clone())
+                .unwrap()
+                .with_key("AKIAIOSFODNN7EXAMPLE", &key)
+                .to_secret_string(),
+        )
+        .unwrap();
+        let mut want = plain.clone();
+        want["username"] = "AKIAIOSFODNN7EXAMPLE".into();
+        want["password"] = derived("us-east-2").into();
+        assert_eq!(written, want);
+        // `regions` removed since the last rotation: the old key's passwords must not stay.
+        let mut stale = plain;
+        stale["passwords"] = json!({"us-east-2": "old", "eu-west-1": "old-eu"});
+        let written: Value = serde_json::from_str(
+            &parse(stale)
+                .unwrap()
+                .with_key("AKIAIOSFODNN7EXAMPLE", &key)
+                .to_secret_string(),
+        )
+        .unwrap();
+        assert_eq!(written, want);
+    }
+
+    #[test]
+    fn regions_empty_writes_the_primary_only_and_unchanged_documents_round_trip() {
+        let key = SecretAccessKey::new(EXAMPLE_SECRET).unwrap();
+        let d = parse(
+            json!({"iam_user": "u", "host": "email-smtp.us-east-2.amazonaws.com", "regions": []}),
+        )
+        .unwrap();
+        let written: Value =
+            serde_json::from_str(&d.with_key("AKIAIOSFODNN7EXAMPLE", &key).to_secret_string())
+                .unwrap();
+        assert_eq!(
+            written["passwords"],
+            json!({"us-east-2": derived("us-east-2")})
+        );
+        // A parse and write-back without new credentials changes nothing, `passwords` included.
+        let doc = json!({"iam_user": "u", "host": "email-smtp.us-east-2.amazonaws.com", "regions": ["eu-west-1"],
+                         "username": "AKIAIOSFODNN7EXAMPLE", "password": PW, "passwords": {"us-east-2": PW, "eu-west-1": "x"}});
+        let d = parse(doc.clone()).unwrap();
+        assert_eq!(
+            serde_json::from_str::<Value>(&d.to_secret_string()).unwrap(),
+            doc
+        );
+        assert_eq!(
+            d.password_for(&Region::new("eu-west-1").unwrap())
+                .unwrap()
+                .expose(),
+            "x"
+        );
+        // New credentials with only the primary's password: the other regions' are unknown,
+        // so `passwords` (the old key's) is removed rather than left beside them.
+        let next = d.with_credentials(SmtpCredentials {
+            username: "AKIAIOSFODNN7EXAMPL2".into(),
+            password: SmtpPassword::from_string(PW.into()),
+        });
+        let written: Value = serde_json::from_str(&next.to_secret_string()).unwrap();
+        assert!(written.get("passwords").is_none(), "{written}");
+        assert_eq!(next.password_for(&Region::new("eu-west-1").unwrap()), None);
+        // A bootstrap write-back carries no passwords either.
+        let mut boot = parse(doc).unwrap();
+        boot.credentials = None;
+        let written: Value = serde_json::from_str(&boot.to_secret_string()).unwrap();
+        assert!(written.get("passwords").is_none() && written.get("password").is_none());
+    }
+
+    #[test]
+    fn regions_are_part_of_the_destination() {
+        let base = json!({"iam_user": "u", "host": "email-smtp.us-east-1.amazonaws.com", "regions": ["eu-west-1"]});
+        let a = parse(base.clone()).unwrap();
+        let mut other = base.clone();
+        other["regions"] = json!(["eu-west-2"]);
+        assert!(!a.same_destination(&parse(other).unwrap()));
+        let mut none = base;
+        none.as_object_mut().unwrap().remove("regions");
+        assert!(!a.same_destination(&parse(none).unwrap()));
+        assert!(a.same_destination(&a.clone()));
+    }
+
     mod props {
         use super::*;
         use proptest::prelude::*;
@@ -606,7 +1370,7 @@ mod tests {
             ) {
                 let mut doc = serde_json::json!({"iam_user": "u", "host": "email-smtp.eu-west-1.amazonaws.com"});
                 for (k, v) in &extra {
-                    if !["iam_user", "host", "port", "tls", "region", "username", "password"].contains(&k.as_str()) {
+                    if !["iam_user", "host", "port", "tls", "region", "username", "password", "regions", "passwords"].contains(&k.as_str()) {
                         doc[k] = Value::String(v.clone());
                     }
                 }

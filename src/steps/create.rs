@@ -22,8 +22,8 @@ use crate::ownership::{
     self, Attempt, AttemptState, KeyFacts, MARKER_TAG, Marker, OWNER_TAG, owner_tag_value,
     token_digest,
 };
-use crate::password::{SecretAccessKey, derive_smtp_password};
-use crate::secret::{SecretDocument, SmtpCredentials};
+use crate::password::SecretAccessKey;
+use crate::secret::SecretDocument;
 
 /// Creates a new access key for the secret's IAM user, derives its SMTP password and stores
 /// the document with the new credentials as the token's AWSPENDING version.
@@ -325,12 +325,10 @@ async fn store(
 ) -> Result<String, Error> {
     let token = ctx.event.token.as_str();
     let user = current.iam_user.as_str();
-    let password = derive_smtp_password(&secret, &current.region);
+    // Every region's password (the primary's, and with `regions` each listed one's) is
+    // derived here, while the secret key is in memory; it is dropped right after.
+    let next = current.with_key(key_id, &secret);
     drop(secret);
-    let next = current.with_credentials(SmtpCredentials {
-        username: key_id.to_owned(),
-        password,
-    });
     let secret_string = next.to_secret_string();
     let stored = ctx
         .clients

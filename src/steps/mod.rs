@@ -102,27 +102,30 @@ pub async fn pending_state(ctx: &StepContext<'_>) -> Result<Option<SecretState>,
 /// What a step answers when its version is already AWSCURRENT.
 pub const ALREADY_CURRENT: &str = "version already AWSCURRENT; nothing to do";
 
-/// Refuses a document whose SMTP destination is not allowed: credentials go only to SES
-/// endpoints or hosts the operator allowed (`SMTP_ALLOWED_HOSTS`).
+/// Refuses a document whose SMTP destinations are not all allowed: credentials go only to SES
+/// endpoints or hosts the operator allowed (`SMTP_ALLOWED_HOSTS`). Every endpoint counts: the
+/// primary (`host`) and each of `regions`.
 ///
 /// # Errors
-/// [`Error::HostNotAllowed`].
+/// [`Error::HostNotAllowed`] naming the first endpoint refused, with the field (`host` or
+/// `regions`).
 pub fn check_destination(
     ctx: &StepContext<'_>,
     arn: &str,
     doc: &SecretDocument,
     stage: Stage,
 ) -> Result<(), Error> {
-    if ctx.config.allowed_hosts.allows(&doc.host) {
-        Ok(())
-    } else {
-        Err(Error::HostNotAllowed {
-            secret_id: arn.to_owned(),
-            stage,
-            field: "host",
-            host: doc.host.clone(),
-        })
+    for (i, endpoint) in doc.endpoints().iter().enumerate() {
+        if !ctx.config.allowed_hosts.allows(&endpoint.host) {
+            return Err(Error::HostNotAllowed {
+                secret_id: arn.to_owned(),
+                stage,
+                field: if i == 0 { "host" } else { "regions" },
+                host: endpoint.host.clone(),
+            });
+        }
     }
+    Ok(())
 }
 
 /// Refuses a pending document that does not describe the same user and destination as

@@ -1,5 +1,8 @@
 //! testSecret: prove with a real SMTP AUTH that SES accepts the pending credentials.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
@@ -9,9 +12,10 @@ use super::{
     pending_document, pending_state,
 };
 use crate::aws::Stage;
-use crate::error::Error;
+use crate::error::{Error, RegionFailure};
 use crate::ownership::{MARKER_TAG, Marker};
-use crate::secret::SecretDocument;
+use crate::password::Region;
+use crate::secret::{SecretDocument, SecretError, SmtpCredentials};
 use crate::smtp::{LoginOutcome, SmtpTarget, try_login_and_send};
 
 /// Time kept back from the invocation deadline so the step can still report its error.
@@ -33,11 +37,17 @@ const UNREACHABLE_ATTEMPTS: u32 = 2;
 /// value (Secrets Manager's `RotateImmediately=false` test) the AWSCURRENT credentials are
 /// tested instead.
 ///
+/// With `regions`, every region's endpoint is tested with that region's password, at once,
+/// within the one budget (see [`login_everywhere`]). Every endpoint must pass the host
+/// allow-list before any connection is made.
+///
 /// Idempotent: it changes nothing.
 ///
 /// # Errors
-/// Preamble errors; [`Error::SmtpAuthRejected`] (with attempts, time waited and likely causes);
-/// [`Error::SmtpUnreachable`]; [`Error::SmtpSendNotAuthorized`]; [`Error::SmtpSendFailed`].
+/// Preamble errors; [`Error::HostNotAllowed`]; [`Error::SmtpAuthRejected`] (with attempts,
+/// time waited and likely causes); [`Error::SmtpUnreachable`]; [`Error::SmtpSendNotAuthorized`];
+/// [`Error::SmtpSendFailed`]; with `regions`, [`Error::SmtpRegionsFailed`] wrapping those per
+/// region.
 pub async fn test_secret(ctx: &StepContext<'_>) -> Result<String, Error> {
     let Some(state) = pending_state(ctx).await? else {
         return Ok(ALREADY_CURRENT.into());
@@ -94,13 +104,28 @@ pub async fn test_secret(ctx: &StepContext<'_>) -> Result<String, Error> {
         }
     };
     check_destination(ctx, arn, &doc, which)?;
-    let key_id = login(ctx, &doc, which).await?;
+    if doc.regions.is_some() {
+        return login_everywhere(ctx, &doc, which).await;
+    }
+    let creds = credentials_of(ctx, &doc, which)?;
+    let target = SmtpTarget::from_document(&doc);
+    login(
+        ctx,
+        &doc,
+        &target,
+        &creds,
+        &doc.region,
+        which,
+        Budget::start(ctx),
+    )
+    .await?;
     if which == Stage::Pending {
-        note_propagation(ctx, &doc, &key_id).await;
+        note_propagation(ctx, &doc, &creds.username).await;
     }
     Ok(format!(
-        "SES accepted the {} credentials for {key_id}",
-        which.label()
+        "SES accepted the {} credentials for {}",
+        which.label(),
+        creds.username
     ))
 }
 
@@ -123,6 +148,161 @@ async fn note_propagation(ctx: &StepContext<'_>, doc: &SecretDocument, key_id: &
         .set(Some((now - created).max(0.0)));
 }
 
+/// The credentials a document holds, or a malformed-document error.
+fn credentials_of(
+    ctx: &StepContext<'_>,
+    doc: &SecretDocument,
+    which: Stage,
+) -> Result<SmtpCredentials, Error> {
+    doc.credentials
+        .clone()
+        .ok_or_else(|| Error::MalformedSecret {
+            secret_id: ctx.event.secret_id.clone(),
+            stage: which,
+            source: SecretError::Missing {
+                field: "username",
+                hint: "there are no credentials to test",
+            },
+        })
+}
+
+/// A document with `regions`: logs in at every region's endpoint with that region's password,
+/// all at once, each with the propagation retry, within the one budget. Passes only if every
+/// region passes; otherwise [`Error::SmtpRegionsFailed`] names each region that failed.
+///
+/// The pending version must hold a password for every region (createSecret writes them all).
+/// AWSCURRENT (the `RotateImmediately=false` test) may lack one for a region added to
+/// `regions` since its rotation: that region is skipped, said in the answer, and gets its
+/// password at the next rotation.
+async fn login_everywhere(
+    ctx: &StepContext<'_>,
+    doc: &SecretDocument,
+    which: Stage,
+) -> Result<String, Error> {
+    let creds = credentials_of(ctx, doc, which)?;
+    let mut jobs = Vec::new();
+    let mut skipped = Vec::new();
+    for endpoint in doc.endpoints() {
+        match doc.password_for(&endpoint.region) {
+            Some(password) => {
+                let creds = SmtpCredentials {
+                    username: creds.username.clone(),
+                    password,
+                };
+                jobs.push((endpoint, creds));
+            }
+            None if which == Stage::Current => {
+                warn!(region = %endpoint.region,
+                      "AWSCURRENT has no password for this region (listed in regions since its rotation): not tested; the next rotation writes it");
+                skipped.push(endpoint.region.to_string());
+            }
+            None => {
+                return Err(Error::MalformedSecret {
+                    secret_id: ctx.event.secret_id.clone(),
+                    stage: which,
+                    source: SecretError::Invalid {
+                        field: "passwords",
+                        reason: format!(
+                            "has no password for region {}, which \"regions\" lists; createSecret writes one for every listed region: cancel this rotation and start a new one",
+                            endpoint.region
+                        ),
+                    },
+                });
+            }
+        }
+    }
+    let budget = Budget::start(ctx);
+    let results = join_all(jobs.iter().map(|(endpoint, creds)| {
+        let target = SmtpTarget {
+            host: endpoint.host.clone(),
+            port: endpoint.port,
+            tls: endpoint.tls,
+        };
+        async move { login(ctx, doc, &target, creds, &endpoint.region, which, budget).await }
+    }))
+    .await;
+    let mut passed = Vec::new();
+    let mut failures = Vec::new();
+    for ((endpoint, _), result) in jobs.iter().zip(results) {
+        match result {
+            Ok(()) => passed.push(endpoint.region.to_string()),
+            Err(e) => failures.push(RegionFailure {
+                region: endpoint.region.to_string(),
+                error: Box::new(e),
+            }),
+        }
+    }
+    if !failures.is_empty() {
+        return Err(Error::SmtpRegionsFailed {
+            which,
+            key_id: creds.username,
+            total: jobs.len(),
+            failures,
+            passed,
+        });
+    }
+    if which == Stage::Pending {
+        note_propagation(ctx, doc, &creds.username).await;
+    }
+    let mut answer = format!(
+        "SES accepted the {} credentials for {} in every region: {}",
+        which.label(),
+        creds.username,
+        passed.join(", ")
+    );
+    if !skipped.is_empty() {
+        answer.push_str(&format!(
+            "; not tested (no password yet, the next rotation writes it): {}",
+            skipped.join(", ")
+        ));
+    }
+    Ok(answer)
+}
+
+/// Runs futures concurrently on this task (no spawning: they borrow the step's context and
+/// keep its tracing span) and returns their outputs in order.
+async fn join_all<F: Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut waiting = false;
+        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    Poll::Ready(v) => *output = Some(v),
+                    Poll::Pending => waiting = true,
+                }
+            }
+        }
+        if waiting {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
+}
+
+/// The one time budget of a testSecret: `SMTP_TEST_TIMEOUT_SECONDS` from now, never past the
+/// invocation deadline minus [`DEADLINE_MARGIN`]. Every region's retry loop shares it.
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    start: Instant,
+    end: Instant,
+}
+
+impl Budget {
+    fn start(ctx: &StepContext<'_>) -> Self {
+        let start = Instant::now();
+        let mut end = start + ctx.config.smtp_test_timeout;
+        if let Some(deadline) = ctx.deadline {
+            end = end.min(deadline.checked_sub(DEADLINE_MARGIN).unwrap_or(start));
+        }
+        Self { start, end }
+    }
+}
+
 fn jitter(d: Duration) -> Duration {
     use std::hash::BuildHasher;
     // Spread retries of many rotations; no need for a random-number crate for this.
@@ -132,33 +312,25 @@ fn jitter(d: Duration) -> Duration {
     d.mul_f64(factor)
 }
 
-/// The retry loop. Returns the key id that logged in.
-async fn login(ctx: &StepContext<'_>, doc: &SecretDocument, which: Stage) -> Result<String, Error> {
-    let arn = ctx.event.secret_id.as_str();
-    let target = SmtpTarget::from_document(doc);
+/// The retry loop at one endpoint, for the password of `region`.
+async fn login(
+    ctx: &StepContext<'_>,
+    doc: &SecretDocument,
+    target: &SmtpTarget,
+    creds: &SmtpCredentials,
+    region: &Region,
+    which: Stage,
+    budget: Budget,
+) -> Result<(), Error> {
     let endpoint = target.endpoint();
-    let creds = doc
-        .credentials
-        .clone()
-        .ok_or_else(|| Error::MalformedSecret {
-            secret_id: arn.to_owned(),
-            stage: which,
-            source: crate::secret::SecretError::Missing {
-                field: "username",
-                hint: "there are no credentials to test",
-            },
-        })?;
+    let creds = creds.clone();
     // Not a network problem: the host is no valid TLS name, or no root store loads.
     let tls = target.tls_parameters().map_err(|e| Error::TlsSetup {
         endpoint: endpoint.clone(),
         detail: e.to_string(),
     })?;
 
-    let start = Instant::now();
-    let mut end = start + ctx.config.smtp_test_timeout;
-    if let Some(deadline) = ctx.deadline {
-        end = end.min(deadline.checked_sub(DEADLINE_MARGIN).unwrap_or(start));
-    }
+    let Budget { start, end } = budget;
     let mut attempts = 0u32;
     let mut unreachable = 0u32;
     let mut last = String::from(
@@ -173,9 +345,13 @@ async fn login(ctx: &StepContext<'_>, doc: &SecretDocument, which: Stage) -> Res
             break;
         }
         attempts += 1;
-        ctx.observed.auth_attempts.set(Some(attempts));
+        // Summed over every region's loop (they run at once on this task).
+        let total = ctx.observed.auth_attempts.get().unwrap_or(0);
+        ctx.observed
+            .auth_attempts
+            .set(Some(total.saturating_add(1)));
         let result = try_login_and_send(
-            &target,
+            target,
             &tls,
             &creds,
             ctx.config.smtp_connect_timeout,
@@ -185,13 +361,13 @@ async fn login(ctx: &StepContext<'_>, doc: &SecretDocument, which: Stage) -> Res
         .await;
         match result {
             LoginOutcome::Accepted => {
-                info!(key_id = %creds.username,
+                info!(key_id = %creds.username, region = %region,
                       endpoint = %endpoint, attempts, waited_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
                       sent_test_message = ctx.config.test_send.is_some(), "SES accepted the {} credentials", which.label());
-                return Ok(creds.username);
+                return Ok(());
             }
             LoginOutcome::Rejected(text) | LoginOutcome::Temporary(text) => {
-                warn!(key_id = %creds.username,
+                warn!(key_id = %creds.username, region = %region,
                       endpoint = %endpoint, attempt = attempts, reply = %text, "SES did not accept the login yet; retrying");
                 last_auth = Some(text);
             }
@@ -206,7 +382,7 @@ async fn login(ctx: &StepContext<'_>, doc: &SecretDocument, which: Stage) -> Res
             }
             LoginOutcome::Unreachable(text) => {
                 unreachable += 1;
-                warn!(endpoint = %endpoint, attempt = attempts,
+                warn!(endpoint = %endpoint, region = %region, attempt = attempts,
                       error = %text, "cannot talk to the SMTP endpoint");
                 if unreachable >= UNREACHABLE_ATTEMPTS {
                     return Err(Error::SmtpUnreachable {
@@ -256,7 +432,7 @@ async fn login(ctx: &StepContext<'_>, doc: &SecretDocument, which: Stage) -> Res
         endpoint,
         which,
         key_id: creds.username,
-        region: doc.region.to_string(),
+        region: region.to_string(),
         last,
         attempts,
         waited_secs: start.elapsed().as_secs(),
