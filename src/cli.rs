@@ -33,8 +33,9 @@ enum Command {
     /// The password is different for every SES region; use the region of the SMTP endpoint.
     SmtpPassword {
         /// SES region of the SMTP endpoint, e.g. us-east-1 (email-smtp.us-east-1.amazonaws.com).
-        #[arg(long)]
-        region: String,
+        /// Repeat it for several regions: one `region password` line each.
+        #[arg(long, required = true)]
+        region: Vec<String>,
     },
     /// Tell what an SMTP password is: stdin holds the secret access key on the first line and
     /// the password on the second. Recognises the right V4 password, one for another region,
@@ -129,10 +130,25 @@ pub fn main() -> ExitCode {
 fn run(cmd: Command) -> Result<String, String> {
     match cmd {
         Command::SmtpPassword { region } => {
-            let region = Region::new(&region).map_err(|e| e.to_string())?;
+            let mut regions = Vec::with_capacity(region.len());
+            for r in &region {
+                let r = Region::new(r).map_err(|e| e.to_string())?;
+                if regions.contains(&r) {
+                    return Err(format!("region {r} is given twice"));
+                }
+                regions.push(r);
+            }
             let input = read_stdin("secret access key")?;
             let secret = SecretAccessKey::new(single_line(&input)?).map_err(|e| e.to_string())?;
-            Ok(derive_smtp_password(&secret, &region).expose().to_owned())
+            if let [only] = regions.as_slice() {
+                // One region: the password alone, as scripts have always read it.
+                return Ok(derive_smtp_password(&secret, only).expose().to_owned());
+            }
+            Ok(regions
+                .iter()
+                .map(|r| format!("{r} {}", derive_smtp_password(&secret, r).expose()))
+                .collect::<Vec<_>>()
+                .join("\n"))
         }
         Command::IdentifyPassword { region } => {
             let region = Region::new(&region).map_err(|e| e.to_string())?;

@@ -283,3 +283,40 @@ fn a_server_that_never_ends_a_line_cannot_exhaust_memory() {
     // the kernel's socket buffers held.
     assert!(sent < 64 << 20, "the client kept reading: {sent} bytes");
 }
+
+#[test]
+fn smtp_password_for_several_regions_prints_one_line_each() {
+    let (code, out, err) = run(
+        &[
+            "smtp-password",
+            "--region",
+            "us-east-2",
+            "--region",
+            "eu-central-1",
+        ],
+        SECRET,
+    );
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert_eq!(
+        lines[0],
+        "us-east-2 BMPPgbAHoFVbze1Ud0oA5uNdXRwUXUZ+qOwphGJbl/cS"
+    );
+    let (region, password) = lines[1].split_once(' ').unwrap();
+    assert_eq!(region, "eu-central-1");
+    assert_eq!(password.len(), 44);
+    assert_ne!(password, "BMPPgbAHoFVbze1Ud0oA5uNdXRwUXUZ+qOwphGJbl/cS");
+    let (code, _, err) = run(
+        &[
+            "smtp-password",
+            "--region",
+            "us-east-2",
+            "--region",
+            "us-east-2",
+        ],
+        SECRET,
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("twice"), "{err}");
+}

@@ -134,15 +134,7 @@ pub async fn create_secret(ctx: &StepContext<'_>) -> Result<String, Error> {
     // IAM's two-key limit or at PutSecretValue's ResourceExists, both handled below).
     let mut marker = record_of(ctx, user).await?;
     if let Some(other) = marker.other_live(&ctx.event.token, own.started_ms, now) {
-        let err = Error::AttemptInProgress {
-            secret_id: arn.to_owned(),
-            key: other
-                .key
-                .clone()
-                .unwrap_or_else(|| "a key not yet created".into()),
-            started_secs_ago: now - other.start,
-            deadline_in_secs: other.deadline - now,
-        };
+        let err = in_progress(arn, other, now);
         own.state = AttemptState::Ended;
         save_own(ctx, user, &mut marker, &own).await;
         return Err(err);
@@ -159,15 +151,7 @@ pub async fn create_secret(ctx: &StepContext<'_>) -> Result<String, Error> {
                     .await?
                     .other_live(&ctx.event.token, own.started_ms, now)
                 {
-                    Some(other) => Error::AttemptInProgress {
-                        secret_id: arn.to_owned(),
-                        key: other
-                            .key
-                            .clone()
-                            .unwrap_or_else(|| "a key not yet recorded".into()),
-                        started_secs_ago: now - other.start,
-                        deadline_in_secs: other.deadline - now,
-                    },
+                    Some(other) => in_progress(arn, other, now),
                     None => e.error,
                 },
             );
@@ -180,6 +164,19 @@ pub async fn create_secret(ctx: &StepContext<'_>) -> Result<String, Error> {
     own.state = AttemptState::Ended;
     save_own(ctx, user, &mut marker, &own).await;
     result
+}
+
+/// The retryable answer when another attempt of this rotation is running.
+fn in_progress(arn: &str, other: &Attempt, now: i64) -> Error {
+    Error::AttemptInProgress {
+        secret_id: arn.to_owned(),
+        key: other
+            .key
+            .clone()
+            .unwrap_or_else(|| "a key not yet recorded".into()),
+        started_secs_ago: now - other.start,
+        deadline_in_secs: other.deadline - now,
+    }
 }
 
 /// The marker as the user's tags hold it now.

@@ -76,58 +76,7 @@ impl Drop for Env {
 impl Env {
     /// Starts a stand-in and waits for its ready line.
     pub fn start() -> Self {
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let dir = std::env::temp_dir().join(format!("ses-e2e-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let stderr = File::create(dir.join("standin.log")).expect("standin log");
-        let mut standin = Command::new(python())
-            .arg(repo().join("tests/standin/standin.py"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .expect("start the stand-in (run `make venv` first)");
-        let stdin = standin.stdin.take().expect("stdin");
-        let mut line = String::new();
-        BufReader::new(standin.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("ready line");
-        let info: Value = serde_json::from_str(&line).unwrap_or_else(|e| {
-            let log = std::fs::read_to_string(dir.join("standin.log")).unwrap_or_default();
-            panic!("stand-in did not start ({e}): {line}\n{log}")
-        });
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let endpoint = info["endpoint"].as_str().expect("endpoint").to_owned();
-        let region = info["region"].as_str().expect("region").to_owned();
-        let conf = rt.block_on(
-            aws_config::defaults(BehaviorVersion::latest())
-                .endpoint_url(endpoint)
-                .region(aws_config::Region::new(region))
-                .credentials_provider(aws_sdk_iam::config::Credentials::new(
-                    "test", "test", None, None, "e2e",
-                ))
-                .load(),
-        );
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(600)))
-            .build()
-            .new_agent();
-        Self {
-            standin,
-            standin_stdin: Some(stdin),
-            info,
-            dir,
-            iam: aws_sdk_iam::Client::new(&conf),
-            sm: aws_sdk_secretsmanager::Client::new(&conf),
-            rt,
-            lambdas: Vec::new(),
-            lambda_logs: Vec::new(),
-            agent,
-        }
+        Self::start_with_args(&[])
     }
 
     pub fn region(&self) -> &str {
