@@ -9,6 +9,9 @@ use crate::aws::Stage;
 use crate::secret::SecretError;
 
 /// Everything that can stop a rotation step.
+// Variants are named as their stable error types (`SecretsManagerError`, `IamError`), so that
+// a search for the type in the logs lands on the code.
+#[allow(clippy::enum_variant_names)]
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The invocation payload is not a rotation event.

@@ -17,20 +17,20 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod aws;
+pub(crate) mod aws;
 pub mod cli;
-pub mod config;
-pub mod doctor;
-pub mod endpoint;
-pub mod error;
-pub mod event;
-pub mod identify;
+pub(crate) mod config;
+pub(crate) mod doctor;
+pub(crate) mod endpoint;
+pub(crate) mod error;
+pub(crate) mod event;
+pub(crate) mod identify;
 pub mod lambda;
-pub mod metrics;
-pub mod ownership;
+pub(crate) mod metrics;
+pub(crate) mod ownership;
 pub mod password;
-pub mod secret;
-pub mod smtp;
-pub mod steps;
+pub(crate) mod secret;
+pub(crate) mod smtp;
+pub(crate) mod steps;
 
-pub use error::Error;
+

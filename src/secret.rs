@@ -657,6 +657,7 @@ impl SecretDocument {
     /// (another key's) is removed rather than left beside the new `username`. A rotation
     /// uses [`SecretDocument::with_key`], which derives every region's password.
     #[must_use]
+    #[cfg(test)]
     pub fn with_credentials(&self, credentials: SmtpCredentials) -> Self {
         let mut next = self.clone();
         next.credentials = Some(credentials);
