@@ -32,5 +32,3 @@ pub mod password;
 pub(crate) mod secret;
 pub(crate) mod smtp;
 pub(crate) mod steps;
-
-

@@ -7,8 +7,14 @@
 //! first 235). No secret and no key id is a dimension or a property: the line carries the
 //! step, the numbers and the function's name only.
 //!
-//! Written with serde_json (already a dependency) rather than a metrics crate: one fixed line
-//! needs no aggregation, and no crate was smaller or faster (see the commit that added it).
+//! Written with serde_json (already a dependency) rather than a metrics crate. Measured on
+//! this machine with the release profile, against a serde_json-only baseline printing the same
+//! line: awslabs' `metrique` 0.1.33 (EMF writer) added 101 KB, 66 crates (44 new to this
+//! project) and ~55 s of CPU to a cold build; `metrics_cloudwatch_embedded` 0.10.0 added
+//! 94–111 KB and 3–12 crates (its `lambda` feature brings lambda_http and aws_lambda_events),
+//! and keeps global per-label state, so a warm sandbox re-emits the previous step's gauges
+//! and drops zero counters. Neither changed start-up measurably (< 0.1 ms). One fixed line
+//! needs no aggregation.
 
 use serde_json::{Map, Value, json};
 
