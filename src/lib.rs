@@ -8,6 +8,10 @@
 //! - [`config`]: the function's configuration from the environment.
 //! - [`error`]: the one error type, with stable error types for the runtime.
 //! - [`event`]: the rotation event, parsed at the edge into a typed step.
+//! - [`endpoint`]: SES SMTP host forms and the destination allow-list.
+//! - [`identify`]: what a given password is (for diagnosis).
+//! - [`ownership`]: which of a user's keys a rotation may delete (tags, attempts, the rule).
+//! - [`metrics`]: the invocation's CloudWatch EMF line.
 //! - [`aws`]: Secrets Manager and IAM calls the steps use.
 //! - [`smtp`]: one SMTP login (and optional send) against SES.
 //! - [`steps`]: the four rotation steps, one module each, and the preamble they share.
