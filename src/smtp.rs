@@ -56,10 +56,12 @@ pub enum LoginOutcome {
     Refused(String),
     /// 4xx on AUTH (454 Temporary authentication failure), or the server went away mid-way.
     Temporary(String),
-    /// No SMTP conversation possible: refused, DNS, timeout, TLS. A certificate that is not
-    /// trusted is one of these; its text starts with "certificate not trusted for <host>" and
-    /// names the fix ([`LoginOutcome::is_certificate_failure`]).
+    /// No SMTP conversation possible: refused, DNS, timeout, TLS set-up.
     Unreachable(String),
+    /// TLS failed because the server's certificate is not trusted (unknown CA, a name the
+    /// certificate does not hold, expired): configuration, not the network; no credentials
+    /// were sent. The text starts with "certificate not trusted for <host>" and names the fix.
+    Untrusted(String),
     /// AUTH passed; the test send got a 554 "not authorized" reply.
     SendNotAuthorized(String),
     /// AUTH passed; the test send failed otherwise.
@@ -75,7 +77,7 @@ impl LoginOutcome {
             Self::Rejected(_) => "rejected",
             Self::Refused(_) => "refused",
             Self::Temporary(_) => "temporary failure",
-            Self::Unreachable(_) if self.is_certificate_failure() => "certificate not trusted",
+            Self::Untrusted(_) => "certificate not trusted",
             Self::Unreachable(_) => "unreachable",
             Self::SendNotAuthorized(_) => "send not authorized",
             Self::SendFailed(_) => "send failed",
@@ -86,7 +88,7 @@ impl LoginOutcome {
     /// the certificate does not hold, expired): a configuration problem, not the network.
     #[must_use]
     pub fn is_certificate_failure(&self) -> bool {
-        matches!(self, Self::Unreachable(s) if s.starts_with(CERTIFICATE_NOT_TRUSTED))
+        matches!(self, Self::Untrusted(_))
     }
 }
 
@@ -98,6 +100,7 @@ impl fmt::Display for LoginOutcome {
             | Self::Refused(s)
             | Self::Temporary(s)
             | Self::Unreachable(s)
+            | Self::Untrusted(s)
             | Self::SendNotAuthorized(s)
             | Self::SendFailed(s) => f.write_str(s),
         }
@@ -450,7 +453,7 @@ fn classify_login_error(e: &lettre::transport::smtp::Error, host: &str) -> Login
         )),
         None => {
             if let Some(cert) = CertificateProblem::find(e, host) {
-                LoginOutcome::Unreachable(cert.to_string())
+                LoginOutcome::Untrusted(cert.to_string())
             } else if e.is_tls() {
                 LoginOutcome::Unreachable(format!("TLS failed: {text}"))
             } else if e.is_timeout() {
@@ -526,7 +529,7 @@ pub async fn try_login_and_send(
         Ok(Ok(_)) => LoginOutcome::Accepted,
         Ok(Err(e)) => {
             if let Some(cert) = CertificateProblem::find(&e, &target.host) {
-                return LoginOutcome::Unreachable(cert.to_string());
+                return LoginOutcome::Untrusted(cert.to_string());
             }
             let text = describe(&e);
             match e.status().map(u16::from) {
@@ -641,7 +644,7 @@ mod tests {
     fn a_certificate_failure_is_not_just_unreachable() {
         let cert = CertificateProblem::find(&chain("invalid peer certificate: UnknownIssuer"), "h")
             .expect("found");
-        let o = LoginOutcome::Unreachable(cert.to_string());
+        let o = LoginOutcome::Untrusted(cert.to_string());
         assert!(o.is_certificate_failure());
         assert_eq!(o.summary(), "certificate not trusted");
         let o = LoginOutcome::Unreachable("connection refused".into());

@@ -346,7 +346,7 @@ pub(crate) fn auth_check(outcome: &LoginOutcome, doc: &SecretDocument, e: &Evide
             format!("{at} refused AUTH: {reply}"),
             "this is not a credentials rejection (535): check that the host is an SES SMTP endpoint and the account's SES status in that region",
         ),
-        LoginOutcome::Unreachable(text) if outcome.is_certificate_failure() => Check::fail(
+        LoginOutcome::Untrusted(text) => Check::fail(
             id,
             text.split(". Fix: ").next().unwrap_or(text).to_owned(),
             text.split(". Fix: ")

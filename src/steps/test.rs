@@ -371,13 +371,11 @@ async fn login(
                       endpoint = %endpoint, attempt = attempts, reply = %text, "SES did not accept the login yet; retrying");
                 last_auth = Some(text);
             }
-            ref outcome @ LoginOutcome::Unreachable(ref text)
-                if outcome.is_certificate_failure() =>
-            {
+            LoginOutcome::Untrusted(text) => {
                 // Not the network: retrying cannot make a certificate trusted.
                 return Err(Error::SmtpCertificateUntrusted {
                     endpoint,
-                    detail: text.clone(),
+                    detail: text,
                 });
             }
             LoginOutcome::Unreachable(text) => {
