@@ -204,6 +204,7 @@ class Impl:
     name: str
     argv: list[str]
     cold_poll: Stat | None = None
+    cold_poll_one_ca: Stat | None = None
     cold_cpu: Stat | None = None
     idle_rss: Stat | None = None
     cold_answer: Stat | None = None
@@ -353,9 +354,12 @@ class Bench:
                    "the same spawn from Python of a do-nothing program")
 
     # 3. cold start -----------------------------------------------------------------------------
-    def cold_start(self, impl: Impl) -> None:
+    def cold_start(self, impl: Impl, system_roots: bool = True) -> None:
         """Spawn → first GET /invocation/next, against a bare listener of our own.
 
+        With `system_roots` (the figure with the target) the process gets no SSL_CERT_FILE and
+        loads the system's CA store, as in production; otherwise SSL_CERT_FILE names the stand-in's
+        one CA (the set-up of the runs before 2026-12-03).
         One untimed spawn first (page cache, the Python handler's .pyc), then --cold-starts."""
         firsts, cpu, rss = [], [], []
         for i in range(self.args.cold_starts + 1):
@@ -365,6 +369,8 @@ class Bench:
                 srv.listen(1)
                 srv.settimeout(30)
                 env = self.lambda_env(AWS_LAMBDA_RUNTIME_API=f"127.0.0.1:{srv.getsockname()[1]}")
+                if system_roots:
+                    env.pop("SSL_CERT_FILE", None)
                 log = f"cold-{impl.name}-{i}.log"
                 t0 = time.perf_counter()
                 p = self.spawn_lambda(impl, env, log)
@@ -392,7 +398,10 @@ class Bench:
                     stop(p)
             finally:
                 srv.close()
-        impl.cold_poll, impl.cold_cpu, impl.idle_rss = Stat(firsts), Stat(cpu), Stat(rss)
+        if system_roots:
+            impl.cold_poll, impl.cold_cpu, impl.idle_rss = Stat(firsts), Stat(cpu), Stat(rss)
+        else:
+            impl.cold_poll_one_ca = Stat(firsts)
 
     def cold_answer(self, impl: Impl) -> None:
         """Spawn → first invocation answered (a malformed event rejected at once)."""
@@ -400,7 +409,9 @@ class Bench:
         for i in range(self.args.cold_starts):
             log = f"first-{impl.name}-{i}.log"
             t0 = time.perf_counter()
-            p = self.spawn_lambda(impl, self.lambda_env(), log)
+            env = self.lambda_env()
+            env.pop("SSL_CERT_FILE", None)  # the system's CA store, as in production
+            p = self.spawn_lambda(impl, env, log)
             res = self.admin("POST", "/invoke", {"event": {"Step": "nope"}, "deadline_seconds": 30}, timeout=60)
             times.append((time.perf_counter() - t0) * 1000)
             stop(p)
@@ -549,6 +560,8 @@ class Bench:
         r, p = self.pair("spawn -> first GET /invocation/next", lambda i: i.cold_poll, ms)
         self.t.rows[-1] = self.t.rows[-1][:4] + (
             f"target ratio ≥ {TARGET_COLD_RATIO}×: {self.met(r, p, TARGET_COLD_RATIO)}",)
+        self.pair("  with SSL_CERT_FILE = the stand-in CA", lambda i: i.cold_poll_one_ca, ms,
+                  "one CA certificate instead of the system store (the set-up of runs before 2026-12-03)")
         self.pair("CPU time until then (utime+stime)", lambda i: i.cold_cpu, cpu_ms, "/proc/<pid>/stat, in clock ticks")
         self.pair("spawn -> first invocation answered", lambda i: i.cold_answer, ms,
                   "event {\"Step\": \"nope\"} via the stand-in, rejected as "
@@ -620,6 +633,7 @@ class Bench:
         self.start_standin()
         for impl in self.impls:
             self.cold_start(impl)
+            self.cold_start(impl, system_roots=False)
             self.cold_answer(impl)
         self.smtplib_login = 0.0
         for impl in self.impls:

@@ -179,7 +179,7 @@ fn run(cmd: Command) -> Result<String, String> {
                 .enable_all()
                 .build()
                 .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-            let tls = target.tls_parameters().map_err(|e| e.to_string())?;
+            let tls = target.tls_parameters()?;
             let outcome = runtime.block_on(crate::smtp::try_login(
                 &target,
                 &tls,

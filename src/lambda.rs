@@ -187,19 +187,78 @@ fn is_quiet(target: &str) -> bool {
     krate.starts_with("aws_") || krate.starts_with("aws-") || QUIET_CRATES.contains(&krate)
 }
 
-/// The filter for a `RUST_LOG` value: the operator's directives (targets, spans, fields),
-/// AND a cap that no directive can lift: a quiet crate's event or span passes only at `warn`
-/// or above, inside or outside any span. Applied per layer, so it holds for every span
-/// directive (`[name]`, `[{field}]`, `[]`), which a text filter over the directives could not.
-fn log_filter<S>(requested: &str) -> impl tracing_subscriber::layer::Filter<S> + use<S>
+/// The filter for a `RUST_LOG` value: the operator's directives AND a cap that no directive
+/// can lift: a quiet crate's event or span passes only at `warn` or above, inside or outside any
+/// span. Applied per layer.
+///
+/// Directives are a comma-separated list of `level` and `target=level` (tracing-subscriber's
+/// `Targets` syntax: no regular-expression engine in the binary). A value this does not
+/// understand, span and field directives (`[rotation]=trace`, `[{step}]=debug`) included, falls
+/// back to `info` as a whole; the second value says why, for a warning once logging is up.
+fn log_filter<S>(
+    requested: &str,
+) -> (
+    impl tracing_subscriber::layer::Filter<S> + use<S>,
+    Option<String>,
+)
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
-    use tracing_subscriber::EnvFilter;
-    use tracing_subscriber::filter::{FilterExt, filter_fn};
-    let env = EnvFilter::try_new(requested).unwrap_or_else(|_| EnvFilter::new("info"));
+    use tracing_subscriber::filter::{FilterExt, Targets, filter_fn};
+    let (targets, problem) = match parse_directives(requested) {
+        Ok(t) => (t, None),
+        Err(why) => (Targets::new().with_default(tracing::Level::INFO), Some(why)),
+    };
     let cap = filter_fn(|meta| !is_quiet(meta.target()) || *meta.level() <= tracing::Level::WARN);
-    env.and(cap)
+    (targets.and(cap), problem)
+}
+
+/// Parses `RUST_LOG` / `AWS_LAMBDA_LOG_LEVEL` (already lower case): `level` and `target=level`
+/// directives. Lambda's `FATAL` is `error`.
+fn parse_directives(requested: &str) -> Result<tracing_subscriber::filter::Targets, String> {
+    let mut cleaned = Vec::new();
+    for d in requested
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+    {
+        let (target, level) = match d.split_once('=') {
+            Some((t, l)) => (Some(t.trim()), l.trim()),
+            None if is_level(d) => (None, d),
+            None => (Some(d), "trace"),
+        };
+        if let Some(t) = target
+            && (t.is_empty()
+                || !t
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_:-".contains(c)))
+        {
+            return Err(format!(
+                "RUST_LOG directive \"{d}\" is not understood (span and field directives are not supported; use `level` or `target=level`); logging at info"
+            ));
+        }
+        let level = if level == "fatal" { "error" } else { level };
+        if !is_level(level) {
+            return Err(format!(
+                "RUST_LOG directive \"{d}\" names no level (trace, debug, info, warn, error, off); logging at info"
+            ));
+        }
+        cleaned.push(match target {
+            Some(t) => format!("{t}={level}"),
+            None => level.to_owned(),
+        });
+    }
+    if cleaned.is_empty() {
+        cleaned.push("info".into());
+    }
+    cleaned
+        .join(",")
+        .parse()
+        .map_err(|e| format!("RUST_LOG is not understood ({e}); logging at info"))
+}
+
+fn is_level(s: &str) -> bool {
+    matches!(s, "trace" | "debug" | "info" | "warn" | "error" | "off")
 }
 
 fn init_tracing() {
@@ -216,18 +275,22 @@ fn init_tracing() {
         .with_target(false)
         .without_time();
     // Lambda's JSON log format wants one JSON object per line; plain text otherwise.
+    let (filter, problem) = log_filter(&requested);
     let layer =
         if std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
             fmt.json()
                 .with_current_span(true)
                 .with_span_list(false)
-                .with_filter(log_filter(&requested))
+                .with_filter(filter)
                 .boxed()
         } else {
-            fmt.with_filter(log_filter(&requested)).boxed()
+            fmt.with_filter(filter).boxed()
         };
     // A second initialisation (tests) keeps the first subscriber.
     let _ = tracing_subscriber::registry().with(layer).try_init();
+    if let Some(why) = problem {
+        tracing::warn!("{why}");
+    }
 }
 
 #[cfg(test)]
@@ -261,7 +324,7 @@ mod tests {
         let writer = buf.clone();
         let layer = tracing_subscriber::fmt::layer()
             .with_writer(move || writer.clone())
-            .with_filter(log_filter(directives));
+            .with_filter(log_filter(directives).0);
         let subscriber = tracing_subscriber::registry().with(layer);
         tracing::subscriber::with_default(subscriber, || {
             let span = tracing::info_span!("rotation", step = "createSecret", secret_id = "s");
@@ -274,6 +337,8 @@ mod tests {
             tracing::trace!(target: "lambda_runtime", "RUNTIME-TRACE");
             tracing::warn!(target: "aws_smithy_runtime::client", "SDK-WARN");
             tracing::debug!(target: "ses_smtp_rotator::steps", "OURS-DEBUG");
+            tracing::info!(target: "ses_smtp_rotator::steps", "OURS-INFO");
+            tracing::warn!(target: "ses_smtp_rotator::steps", "OURS-WARN");
         });
         let out = buf
             .0
@@ -310,7 +375,54 @@ mod tests {
         // cap does not silence everything.
         assert!(emit("trace").contains("OURS-DEBUG"));
         assert!(emit("trace").contains("SDK-WARN"));
-        assert!(emit("[rotation]=debug").contains("OURS-DEBUG"));
+        assert!(emit("ses_smtp_rotator=debug").contains("OURS-DEBUG"));
+        assert!(emit("warn,ses_smtp_rotator::steps=debug").contains("OURS-DEBUG"));
+    }
+
+    #[test]
+    fn directives_are_levels_and_targets_and_anything_else_falls_back_to_info() {
+        // A level alone, and Lambda's levels (lower-cased by init_tracing; FATAL is error).
+        let out = emit("warn");
+        assert!(
+            out.contains("OURS-WARN") && !out.contains("OURS-INFO"),
+            "{out}"
+        );
+        let out = emit("fatal");
+        assert!(!out.contains("OURS-WARN"), "{out}");
+        assert!(
+            log_filter::<tracing_subscriber::Registry>("fatal")
+                .1
+                .is_none()
+        );
+        // Only the named target is enabled when no default level is given (as EnvFilter did).
+        let out = emit("ses_smtp_rotator::steps=debug");
+        assert!(
+            out.contains("OURS-DEBUG") && !out.contains("SDK-WARN"),
+            "{out}"
+        );
+        let out = emit("other_crate=trace");
+        assert!(!out.contains("OURS-WARN"), "{out}");
+        // Span and field directives, and nonsense, are refused as a whole: info, and a reason.
+        for bad in [
+            "[rotation]=debug",
+            "ses_smtp_rotator[{step}]=debug",
+            "debug,foo=loud",
+            "a=b=c",
+        ] {
+            let out = emit(bad);
+            assert!(
+                out.contains("OURS-INFO") && !out.contains("OURS-DEBUG"),
+                "{bad}: {out}"
+            );
+            let why = log_filter::<tracing_subscriber::Registry>(bad).1;
+            assert!(
+                why.as_deref()
+                    .is_some_and(|w| w.contains("logging at info")),
+                "{bad}: {why:?}"
+            );
+        }
+        // An empty list is the default level.
+        assert!(emit(" , ").contains("OURS-INFO"));
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! - [`metrics`]: the invocation's CloudWatch EMF line.
 //! - [`aws`]: Secrets Manager and IAM calls the steps use.
 //! - [`smtp`]: one SMTP login (and optional send) against SES.
+//! - [`roots`]: the root certificates SMTP trusts, loaded once per process.
 //! - [`steps`]: the four rotation steps, one module each, and the preamble they share.
 //! - [`lambda`]: the Lambda handler and runtime loop.
 //! - [`doctor`]: `ses-smtp-rotator doctor`, why SES answers 535.
@@ -33,6 +34,7 @@ pub mod lambda;
 pub(crate) mod metrics;
 pub(crate) mod ownership;
 pub mod password;
+pub(crate) mod roots;
 pub(crate) mod secret;
 pub(crate) mod smtp;
 pub(crate) mod steps;

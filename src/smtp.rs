@@ -124,12 +124,20 @@ impl SmtpTarget {
         format!("{}:{}", self.host, self.port)
     }
 
-    /// Builds the TLS parameters once (loading the root store is not free).
+    /// Builds the TLS parameters for this host, trusting the process's root certificates
+    /// ([`crate::roots`]: loaded once, not once per connection).
     ///
     /// # Errors
-    /// When no root certificates can be loaded or the host is not a valid TLS name.
-    pub fn tls_parameters(&self) -> Result<TlsParameters, lettre::transport::smtp::Error> {
-        TlsParameters::new(self.host.clone())
+    /// When no root certificate can be loaded or the host is not a valid TLS name.
+    pub fn tls_parameters(&self) -> Result<TlsParameters, String> {
+        let mut builder = TlsParameters::builder(self.host.clone())
+            .certificate_store(lettre::transport::smtp::client::CertificateStore::None);
+        for der in crate::roots::trusted()? {
+            let cert = lettre::transport::smtp::client::Certificate::from_der(der.clone())
+                .map_err(|e| describe(&e))?;
+            builder = builder.add_root_certificate(cert);
+        }
+        builder.build().map_err(|e| describe(&e))
     }
 
     /// Connects, sets up TLS (STARTTLS or from the first byte), says EHLO and logs in.

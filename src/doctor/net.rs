@@ -116,7 +116,7 @@ async fn connect(
     let tls = target.tls_parameters().map_err(|e| {
         Check::fail(
             id,
-            format!("cannot set up TLS for {}: {}", target.host, describe(&e)),
+            format!("cannot set up TLS for {}: {e}", target.host),
             "check the host name and SSL_CERT_FILE (the system's CA store must load)",
         )
     })?;

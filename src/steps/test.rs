@@ -327,7 +327,7 @@ async fn login(
     // Not a network problem: the host is no valid TLS name, or no root store loads.
     let tls = target.tls_parameters().map_err(|e| Error::TlsSetup {
         endpoint: endpoint.clone(),
-        detail: e.to_string(),
+        detail: e,
     })?;
 
     let Budget { start, end } = budget;
