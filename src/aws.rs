@@ -91,9 +91,9 @@ impl Clients {
             .operation_timeout(Duration::from_secs(30))
             .build();
         let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeouts);
-        if let Some(http) = https_client() {
-            loader = loader.http_client(http);
-        }
+        loader = loader.http_client(aws_smithy_runtime_api::client::http::SharedHttpClient::new(
+            LazyHttpsClient::default(),
+        ));
         Self::from_conf(&loader.load().await)
     }
 
@@ -107,27 +107,62 @@ impl Clients {
     }
 }
 
-/// The SDK's HTTPS client (rustls on aws-lc, as the SDK's default) trusting the process's root
-/// certificates ([`crate::roots`]): the system bundle read once, instead of the SDK's own
-/// loading of the bundle *and* every file of the certificate directories beside it, which was
-/// most of the Lambda's start-up (12 of 22 million instructions to the first Runtime API poll
-/// on Debian). `None` when no root certificate loads: the SDK's default then loads its own and
-/// says what it found.
-pub(crate) fn https_client() -> Option<aws_smithy_runtime_api::client::http::SharedHttpClient> {
-    use aws_smithy_http_client::tls;
-    let pem = crate::roots::trusted_pem().ok()?;
-    let context = tls::TlsContext::builder()
-        .with_trust_store(tls::TrustStore::empty().with_pem_certificate(pem))
-        .build()
-        .ok()?;
-    Some(
-        aws_smithy_http_client::Builder::new()
-            .tls_provider(tls::Provider::Rustls(
-                tls::rustls_provider::CryptoMode::AwsLc,
-            ))
-            .tls_context(context)
-            .build_https(),
-    )
+/// The SDK's HTTPS client: rustls on aws-lc, as the SDK's default, trusting the process's root
+/// certificates ([`crate::roots`]: the system bundle read once, instead of the SDK's own loading
+/// of the bundle *and* every file of the certificate directories beside it).
+///
+/// Built on the first request rather than at start-up: the SDK's client loads and parses its
+/// trust store when the SDK client is made (most of the instructions before the first Runtime
+/// API poll), and an invocation that makes no AWS call (a malformed event) never needs it.
+/// Like boto3, which loads its CA bundle on its first connection, the first request of a
+/// process pays for it, once. When no root certificate loads, the SDK's default (its own
+/// loading of the system's store) is used.
+#[derive(Debug, Default)]
+pub(crate) struct LazyHttpsClient {
+    inner: std::sync::OnceLock<aws_smithy_runtime_api::client::http::SharedHttpClient>,
+}
+
+impl LazyHttpsClient {
+    fn inner(&self) -> &aws_smithy_runtime_api::client::http::SharedHttpClient {
+        use aws_smithy_http_client::tls;
+        self.inner.get_or_init(|| {
+            let builder = aws_smithy_http_client::Builder::new().tls_provider(
+                tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc),
+            );
+            let context = crate::roots::trusted_pem().ok().and_then(|pem| {
+                tls::TlsContext::builder()
+                    .with_trust_store(tls::TrustStore::empty().with_pem_certificate(pem))
+                    .build()
+                    .ok()
+            });
+            match context {
+                Some(context) => builder.tls_context(context).build_https(),
+                None => builder.build_https(),
+            }
+        })
+    }
+}
+
+impl aws_smithy_runtime_api::client::http::HttpClient for LazyHttpsClient {
+    fn http_connector(
+        &self,
+        settings: &aws_smithy_runtime_api::client::http::HttpConnectorSettings,
+        components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+    ) -> aws_smithy_runtime_api::client::http::SharedHttpConnector {
+        self.inner().http_connector(settings, components)
+    }
+
+    fn connector_metadata(
+        &self,
+    ) -> Option<aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata> {
+        // What the SDK's own client says (for the user agent), without building it.
+        Some(
+            aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata::new(
+                "hyper",
+                Some(std::borrow::Cow::Borrowed("1.x")),
+            ),
+        )
+    }
 }
 
 /// What DescribeSecret tells about a secret.
