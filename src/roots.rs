@@ -65,26 +65,25 @@ fn load() -> Loaded {
     }
 }
 
-/// The same certificates as PEM (the form the AWS SDK's trust store takes), built on first use.
+/// The same certificates as PEM, the form the AWS SDK's trust store takes. Built anew on each
+/// call (the SDK's client asks once per process and keeps its own copy; a second one here would
+/// only hold memory).
 ///
 /// # Errors
 /// As [`trusted`].
-pub(crate) fn trusted_pem() -> Result<&'static [u8], &'static str> {
-    static PEM: OnceLock<Vec<u8>> = OnceLock::new();
+pub(crate) fn trusted_pem() -> Result<Vec<u8>, &'static str> {
     let certs = trusted()?;
-    Ok(PEM.get_or_init(|| {
-        let mut pem = Vec::with_capacity(certs.iter().map(|c| c.len() * 4 / 3 + 64).sum());
-        for der in certs {
-            let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-            pem.extend_from_slice(b"-----BEGIN CERTIFICATE-----\n");
-            for line in b64.as_bytes().chunks(64) {
-                pem.extend_from_slice(line);
-                pem.push(b'\n');
-            }
-            pem.extend_from_slice(b"-----END CERTIFICATE-----\n");
+    let mut pem = Vec::with_capacity(certs.iter().map(|c| c.len() * 4 / 3 + 64).sum());
+    for der in certs {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+        pem.extend_from_slice(b"-----BEGIN CERTIFICATE-----\n");
+        for line in b64.as_bytes().chunks(64) {
+            pem.extend_from_slice(line);
+            pem.push(b'\n');
         }
-        pem
-    }))
+        pem.extend_from_slice(b"-----END CERTIFICATE-----\n");
+    }
+    Ok(pem)
 }
 
 /// Keeps the certificates rustls accepts as trust anchors, the rule rustls-native-certs'
@@ -222,6 +221,14 @@ mod tests {
         let kept = super::usable(certs);
         assert_eq!(kept.len(), real);
         assert!(kept.iter().all(|c| c.len() > 100));
+        // What the SDK is given reads back, through rustls' own PEM reader, as what was loaded.
+        use rustls_pki_types::CertificateDer;
+        use rustls_pki_types::pem::PemObject;
+        let pem = super::trusted_pem().expect("the system's roots load");
+        let back: Vec<Vec<u8>> = CertificateDer::pem_slice_iter(&pem)
+            .map(|c| c.expect("valid PEM").to_vec())
+            .collect();
+        assert_eq!(back, super::trusted().expect("loaded"));
     }
 
     /// The system's own bundle gives what rustls-pki-types' PEM reader (the one
