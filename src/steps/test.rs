@@ -20,10 +20,10 @@ use crate::smtp::{LoginOutcome, SmtpTarget, try_login_and_send};
 
 /// Time kept back from the invocation deadline so the step can still report its error.
 pub const DEADLINE_MARGIN: Duration = Duration::from_secs(3);
-/// Pause between attempts (with ±25 % jitter). A new key is accepted within seconds to tens
-/// of seconds, at a moment no API tells: one AUTH a second wastes at most about a second
-/// after the key starts working (a doubling backoff capped at 8 s wasted up to 8 s), and
-/// stays at no more than one attempt per second on average.
+/// Pause between attempts (lengthened by up to 25 % of jitter, never shortened). A new key is
+/// accepted within seconds to tens of seconds, at a moment no API tells: one AUTH a second
+/// wastes at most about a second after the key starts working (a doubling backoff capped at
+/// 8 s wasted up to 8 s), and never exceeds one attempt per second.
 const BACKOFF: Duration = Duration::from_secs(1);
 /// Attempts on an unreachable endpoint (a second one rides out a blip, more only waste time).
 const UNREACHABLE_ATTEMPTS: u32 = 2;
@@ -31,8 +31,8 @@ const UNREACHABLE_ATTEMPTS: u32 = 2;
 /// Logs in at the secret's SMTP endpoint with the pending credentials (TLS always, certificate
 /// always verified) and, when `TEST_SEND_FROM`/`TEST_SEND_TO` are set, sends a test message.
 ///
-/// A brand-new key is not accepted everywhere at once, so 535 and 454 answers are retried with
-/// capped exponential backoff and jitter until `SMTP_TEST_TIMEOUT_SECONDS` or the invocation
+/// A brand-new key is not accepted everywhere at once, so 535 and 454 answers are retried about
+/// once a second ([`BACKOFF`]) until `SMTP_TEST_TIMEOUT_SECONDS` or the invocation
 /// deadline minus [`DEADLINE_MARGIN`], whichever comes first. When the pending version has no
 /// value (Secrets Manager's `RotateImmediately=false` test) the AWSCURRENT credentials are
 /// tested instead.
@@ -308,7 +308,9 @@ fn jitter(d: Duration) -> Duration {
     // Spread retries of many rotations; no need for a random-number crate for this.
     let noise = std::collections::hash_map::RandomState::new().hash_one(Instant::now()) % 1000;
     #[allow(clippy::cast_precision_loss)]
-    let factor = 0.75 + (noise as f64) / 2000.0; // 0.75 ..= 1.25
+    // 1.0 ..= 1.25: spread, but never shorter than `d`, so the rate stays at or under 1/d (a
+    // ±25 % jitter made a single 0.75 s pause, 1.33 attempts a second).
+    let factor = 1.0 + (noise as f64) / 4000.0;
     d.mul_f64(factor)
 }
 
@@ -435,4 +437,32 @@ async fn login(
         attempts,
         waited_secs: start.elapsed().as_secs(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{BACKOFF, jitter};
+
+    /// The pause is never shorter than BACKOFF (no more than one attempt a second, whatever
+    /// the noise) and at most a quarter longer, and it varies.
+    #[test]
+    fn jitter_only_lengthens_the_pause_by_up_to_a_quarter() {
+        let pauses: Vec<_> = (0..2000).map(|_| jitter(BACKOFF)).collect();
+        assert!(
+            pauses.iter().all(|p| *p >= BACKOFF),
+            "{:?}",
+            pauses.iter().min()
+        );
+        assert!(
+            pauses.iter().all(|p| *p <= BACKOFF.mul_f64(1.25)),
+            "{:?}",
+            pauses.iter().max()
+        );
+        let distinct: std::collections::BTreeSet<_> = pauses.iter().collect();
+        assert!(
+            distinct.len() > 100,
+            "only {} distinct pauses",
+            distinct.len()
+        );
+    }
 }
