@@ -14,7 +14,8 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::{
-    Env, assert_invariants, assert_no_limit_exceeded, assert_ok, assert_refused, setup, steps,
+    Env, assert_invariants, assert_no_limit_exceeded, assert_ok, assert_refused,
+    assert_state_invariants, setup, steps,
 };
 use serde_json::{Value, json};
 
@@ -101,6 +102,53 @@ fn overlap(bootstrap: bool) {
     );
     assert!(env.most_keys_at_once("ses-smtp", 0) <= 2);
     assert_invariants(&env, &arn, "ses-smtp");
+    env.assert_no_secrets_leaked(Some(&arn));
+}
+
+/// The interleaving tags cannot prevent, forced: attempt B reads the user's tags, then its
+/// marker write is held at the server while attempt A of the same token runs to the end
+/// (marker, key, AWSPENDING stored, attempt ended). B's write then overwrites A's record, B
+/// sees no other attempt, and IAM refuses its key for the two-key limit. The pending version
+/// already holds A's credentials for this token, so B is done too: it answers as a re-run
+/// would, not with IAM's LimitExceeded (which Secrets Manager would report as a failed
+/// rotation), and it made no key.
+#[test]
+fn an_attempt_that_loses_the_race_to_a_finished_one_is_done_too() {
+    let (mut env, arn) = setup(&[]);
+    assert_ok(&env.rotate(&arn, None));
+    env.add_lambda(&[]);
+    let token = env.pending(&arn);
+    let keys_before = env.keys_created();
+    // The first TagUser to arrive (one attempt's marker write) waits 3 s before IAM acts on it.
+    env.post(
+        "/faults",
+        json!({"service": "iam", "action": "TagUser", "mode": "delay", "count": 1, "delay_seconds": 3}),
+    );
+    let results = env.invoke_concurrently(event("createSecret", &arn, &token), 2);
+    env.delete("/faults");
+    for r in &results {
+        assert_eq!(r["ok"], true, "an attempt failed: {r:#}");
+    }
+    // One key for the token: the held attempt's CreateAccessKey was refused, not retried.
+    assert_eq!(env.keys_created(), keys_before + 1);
+    let refused = env
+        .requests()
+        .into_iter()
+        .filter(|r| r["action"] == "CreateAccessKey" && r["error_code"] == "LimitExceeded")
+        .count();
+    assert_eq!(
+        refused, 1,
+        "the held attempt never reached the two-key limit"
+    );
+    assert_versions_name_existing_keys(&env, &arn, "ses-smtp");
+    for step in &STEPS[1..] {
+        step_until_ok(&env, step, &arn, &token);
+    }
+    assert_eq!(
+        env.version_with(&arn, "AWSCURRENT").as_deref(),
+        Some(token.as_str())
+    );
+    assert_state_invariants(&env, &arn, "ses-smtp");
     env.assert_no_secrets_leaked(Some(&arn));
 }
 

@@ -144,17 +144,26 @@ pub async fn create_secret(ctx: &StepContext<'_>) -> Result<String, Error> {
         // IAM refused a key for the two-key limit although the stale keys went: another
         // attempt made one meanwhile (tags are no lock; this is the race's definite end). Say
         // so, retryably, when the marker shows it.
+        // When none is live any more, the other attempt may have finished meanwhile: if it
+        // stored this version's credentials, this attempt is done too (a re-run's answer).
         Err(e) if e.limit_exceeded => {
             let now = now_epoch();
-            return Err(
-                match record_of(ctx, user)
-                    .await?
-                    .other_live(&ctx.event.token, own.started_ms, now)
-                {
-                    Some(other) => in_progress(arn, other, now),
-                    None => e.error,
-                },
-            );
+            let mut marker = record_of(ctx, user).await?;
+            if let Some(other) = marker.other_live(&ctx.event.token, own.started_ms, now) {
+                let err = in_progress(arn, other, now);
+                own.state = AttemptState::Ended;
+                save_own(ctx, user, &mut marker, &own).await;
+                return Err(err);
+            }
+            own.state = AttemptState::Ended;
+            save_own(ctx, user, &mut marker, &own).await;
+            return match already_stored(ctx, arn, &current).await? {
+                Some(done) => {
+                    info!("an overlapping attempt of this rotation stored the credentials first");
+                    Ok(done)
+                }
+                None => Err(e.error),
+            };
         }
         Err(e) => return Err(e.error),
     };
