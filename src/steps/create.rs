@@ -132,29 +132,16 @@ pub async fn create_secret(ctx: &StepContext<'_>) -> Result<String, Error> {
     // finish (the tags are read again after our own write, so of two attempts that overlap
     // here at least one sees the other; tags are no lock, so the rarer interleavings end at
     // IAM's two-key limit or at PutSecretValue's ResourceExists, both handled below).
-    let mut marker = record_of(ctx, user).await?;
-    if let Some(other) = marker.other_live(&ctx.event.token, own.started_ms, now) {
-        let err = in_progress(arn, other, now);
-        own.state = AttemptState::Ended;
-        save_own(ctx, user, &mut marker, &own).await;
-        return Err(err);
-    }
+    let mut marker = yield_to_other(ctx, arn, user, &mut own, now).await??;
     let (key_id, secret) = match mint(ctx, user, &mut marker, &mut own).await {
         Ok(minted) => minted,
         // IAM refused a key for the two-key limit although the stale keys went: another
         // attempt made one meanwhile (tags are no lock; this is the race's definite end). Say
-        // so, retryably, when the marker shows it.
-        // When none is live any more, the other attempt may have finished meanwhile: if it
-        // stored this version's credentials, this attempt is done too (a re-run's answer).
+        // so, retryably, when the marker shows it. When none is live any more, the other
+        // attempt may have finished meanwhile: if it stored this version's credentials, this
+        // attempt is done too (a re-run's answer).
         Err(e) if e.limit_exceeded => {
-            let now = now_epoch();
-            let mut marker = record_of(ctx, user).await?;
-            if let Some(other) = marker.other_live(&ctx.event.token, own.started_ms, now) {
-                let err = in_progress(arn, other, now);
-                own.state = AttemptState::Ended;
-                save_own(ctx, user, &mut marker, &own).await;
-                return Err(err);
-            }
+            let mut marker = yield_to_other(ctx, arn, user, &mut own, now_epoch()).await??;
             own.state = AttemptState::Ended;
             save_own(ctx, user, &mut marker, &own).await;
             return match already_stored(ctx, arn, &current).await? {
@@ -173,6 +160,26 @@ pub async fn create_secret(ctx: &StepContext<'_>) -> Result<String, Error> {
     own.state = AttemptState::Ended;
     save_own(ctx, user, &mut marker, &own).await;
     result
+}
+
+/// Reads the marker again. When another attempt of this rotation is live, this one ends
+/// (recorded, best effort) and the inner `Err` is the retryable answer to give; otherwise the
+/// marker as read.
+async fn yield_to_other(
+    ctx: &StepContext<'_>,
+    arn: &str,
+    user: &str,
+    own: &mut Attempt,
+    now: i64,
+) -> Result<Result<Marker, Error>, Error> {
+    let mut marker = record_of(ctx, user).await?;
+    let Some(other) = marker.other_live(&ctx.event.token, own.started_ms, now) else {
+        return Ok(Ok(marker));
+    };
+    let err = in_progress(arn, other, now);
+    own.state = AttemptState::Ended;
+    save_own(ctx, user, &mut marker, own).await;
+    Ok(Err(err))
 }
 
 /// The retryable answer when another attempt of this rotation is running.
