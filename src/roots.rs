@@ -12,11 +12,9 @@
 //! rustls-native-certs, which lettre used to call for every connection's TLS parameters, reads
 //! the bundle *and* every file of the certificate directories beside it, which hold the same
 //! certificates again (Debian: 146 certificates parsed three times; Amazon Linux adds the
-//! 'trusted' bundle), through a constant-time base64 decoder. Here the bundle is read once, with
-//! an ordinary base64 decoder (these are public certificates, not keys), and kept for the life
-//! of the process: a warm Lambda sandbox never reads it again.
-
-use std::sync::OnceLock;
+//! 'trusted' bundle), through a constant-time base64 decoder. Here the bundle alone is read,
+//! with an ordinary base64 decoder (these are public certificates, not keys), once for the
+//! AWS SDK and once per SMTP host in a process: a warm Lambda sandbox does not read it again.
 
 use base64::Engine as _;
 
@@ -34,17 +32,15 @@ const BUNDLES: &[&str] = &[
 /// DER certificates, or why none could be loaded.
 type Loaded = Result<Vec<Vec<u8>>, String>;
 
-static ROOTS: OnceLock<Loaded> = OnceLock::new();
-
-/// The trusted root certificates (DER), loaded on first use.
+/// The trusted root certificates (DER), read now. Not kept: each user keeps what it built
+/// from them (the SDK its trust store, [`crate::smtp`] one TLS configuration per host), so the
+/// bundle is read once per process for the SDK and once per SMTP host, and no second copy of
+/// it stays in memory (the resident set is a target, bench/README.md).
 ///
 /// # Errors
 /// When no certificate could be loaded: the message names the source and what to do.
-pub(crate) fn trusted() -> Result<&'static [Vec<u8>], &'static str> {
-    match ROOTS.get_or_init(load) {
-        Ok(certs) => Ok(certs),
-        Err(e) => Err(e),
-    }
+pub(crate) fn trusted() -> Loaded {
+    load()
 }
 
 fn load() -> Loaded {
@@ -65,16 +61,15 @@ fn load() -> Loaded {
     }
 }
 
-/// The same certificates as PEM, the form the AWS SDK's trust store takes. Built anew on each
-/// call (the SDK's client asks once per process and keeps its own copy; a second one here would
-/// only hold memory).
+/// The same certificates as PEM, the form the AWS SDK's trust store takes (its client asks
+/// once per process and keeps it).
 ///
 /// # Errors
 /// As [`trusted`].
-pub(crate) fn trusted_pem() -> Result<Vec<u8>, &'static str> {
+pub(crate) fn trusted_pem() -> Result<Vec<u8>, String> {
     let certs = trusted()?;
     let mut pem = Vec::with_capacity(certs.iter().map(|c| c.len() * 4 / 3 + 64).sum());
-    for der in certs {
+    for der in &certs {
         let b64 = base64::engine::general_purpose::STANDARD.encode(der);
         pem.extend_from_slice(b"-----BEGIN CERTIFICATE-----\n");
         for line in b64.as_bytes().chunks(64) {
@@ -229,6 +224,8 @@ mod tests {
             .map(|c| c.expect("valid PEM").to_vec())
             .collect();
         assert_eq!(back, super::trusted().expect("loaded"));
+        // Read anew each time, the same each time.
+        assert_eq!(super::trusted(), super::trusted());
     }
 
     /// The system's own bundle gives what rustls-pki-types' PEM reader (the one

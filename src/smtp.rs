@@ -130,14 +130,27 @@ impl SmtpTarget {
     /// # Errors
     /// When no root certificate can be loaded or the host is not a valid TLS name.
     pub fn tls_parameters(&self) -> Result<TlsParameters, String> {
+        // One TLS configuration per host for the life of the process (a warm sandbox tests the
+        // same endpoints rotation after rotation): the root store is built once per host.
+        static BY_HOST: std::sync::Mutex<Vec<(String, TlsParameters)>> =
+            std::sync::Mutex::new(Vec::new());
+        if let Ok(cache) = BY_HOST.lock()
+            && let Some((_, tls)) = cache.iter().find(|(h, _)| *h == self.host)
+        {
+            return Ok(tls.clone());
+        }
         let mut builder = TlsParameters::builder(self.host.clone())
             .certificate_store(lettre::transport::smtp::client::CertificateStore::None);
         for der in crate::roots::trusted()? {
-            let cert = lettre::transport::smtp::client::Certificate::from_der(der.clone())
+            let cert = lettre::transport::smtp::client::Certificate::from_der(der)
                 .map_err(|e| describe(&e))?;
             builder = builder.add_root_certificate(cert);
         }
-        builder.build().map_err(|e| describe(&e))
+        let tls = builder.build().map_err(|e| describe(&e))?;
+        if let Ok(mut cache) = BY_HOST.lock() {
+            cache.push((self.host.clone(), tls.clone()));
+        }
+        Ok(tls)
     }
 
     /// Connects, sets up TLS (STARTTLS or from the first byte), says EHLO and logs in.
