@@ -201,15 +201,29 @@ mod tests {
         assert!(pem_certificates(block("TRUSTED CERTIFICATE", &c, "\n").as_bytes()).is_empty());
     }
 
+    /// The system's CA bundle (its path and contents), if this machine has one.
+    fn system_bundle() -> Option<(&'static str, Vec<u8>)> {
+        let path = super::BUNDLES
+            .iter()
+            .find(|p| std::path::Path::new(p).is_file())?;
+        Some((path, std::fs::read(path).expect("read the bundle")))
+    }
+
+    /// The certificates of `pem` as rustls-pki-types' PEM reader (rustls-native-certs' and the
+    /// SDK's) reads them.
+    fn rustls_reads(pem: &[u8]) -> Vec<Vec<u8>> {
+        use rustls_pki_types::CertificateDer;
+        use rustls_pki_types::pem::PemObject;
+        CertificateDer::pem_slice_iter(pem)
+            .map(|c| c.expect("rustls reads the PEM").to_vec())
+            .collect()
+    }
+
     #[test]
     fn only_certificates_rustls_can_use_are_kept_and_the_pem_reads_back() {
-        let Some(path) = super::BUNDLES
-            .iter()
-            .find(|p| std::path::Path::new(p).is_file())
-        else {
+        let Some((_, pem)) = system_bundle() else {
             return;
         };
-        let pem = std::fs::read(path).expect("read the bundle");
         let mut certs = pem_certificates(&pem);
         let real = certs.len();
         certs.insert(1, vec![0x30, 0x03, 0x02, 0x01, 0x00]); // DER, but no certificate
@@ -217,13 +231,8 @@ mod tests {
         assert_eq!(kept.len(), real);
         assert!(kept.iter().all(|c| c.len() > 100));
         // What the SDK is given reads back, through rustls' own PEM reader, as what was loaded.
-        use rustls_pki_types::CertificateDer;
-        use rustls_pki_types::pem::PemObject;
         let pem = super::trusted_pem().expect("the system's roots load");
-        let back: Vec<Vec<u8>> = CertificateDer::pem_slice_iter(&pem)
-            .map(|c| c.expect("valid PEM").to_vec())
-            .collect();
-        assert_eq!(back, super::trusted().expect("loaded"));
+        assert_eq!(rustls_reads(&pem), super::trusted().expect("loaded"));
         // Read anew each time, the same each time.
         assert_eq!(super::trusted(), super::trusted());
     }
@@ -232,21 +241,12 @@ mod tests {
     /// rustls-native-certs uses) gives: the same certificates, byte for byte, in order.
     #[test]
     fn agrees_with_rustls_on_the_system_bundle() {
-        use rustls_pki_types::CertificateDer;
-        use rustls_pki_types::pem::PemObject;
-        let Some(path) = super::BUNDLES
-            .iter()
-            .find(|p| std::path::Path::new(p).is_file())
-        else {
+        let Some((path, pem)) = system_bundle() else {
             eprintln!("no system CA bundle here; nothing to compare");
             return;
         };
-        let pem = std::fs::read(path).expect("read the bundle");
-        let theirs: Vec<Vec<u8>> = CertificateDer::pem_slice_iter(&pem)
-            .map(|c| c.expect("rustls reads the bundle").to_vec())
-            .collect();
         let ours = pem_certificates(&pem);
         assert!(ours.len() > 50, "{path}: only {} certificates", ours.len());
-        assert_eq!(ours, theirs, "{path}");
+        assert_eq!(ours, rustls_reads(&pem), "{path}");
     }
 }
