@@ -90,10 +90,9 @@ impl Clients {
             .operation_attempt_timeout(Duration::from_secs(10))
             .operation_timeout(Duration::from_secs(30))
             .build();
-        let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeouts);
-        loader = loader.http_client(aws_smithy_runtime_api::client::http::SharedHttpClient::new(
-            LazyHttpsClient::default(),
-        ));
+        let loader = aws_config::defaults(BehaviorVersion::latest())
+            .timeout_config(timeouts)
+            .http_client(https_client());
         Self::from_conf(&loader.load().await)
     }
 
@@ -107,6 +106,12 @@ impl Clients {
     }
 }
 
+/// The HTTPS client every SDK configuration of the binary uses (the Lambda's and `doctor`'s,
+/// so that both trust the same certificates): a [`LazyHttpsClient`].
+pub(crate) fn https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    aws_smithy_runtime_api::client::http::SharedHttpClient::new(LazyHttpsClient::default())
+}
+
 /// The SDK's HTTPS client: rustls on aws-lc, as the SDK's default, trusting the process's root
 /// certificates ([`crate::roots`]: the system bundle read once, instead of the SDK's own loading
 /// of the bundle *and* every file of the certificate directories beside it).
@@ -118,7 +123,7 @@ impl Clients {
 /// process pays for it, once. When no root certificate loads, the SDK's default (its own
 /// loading of the system's store) is used.
 #[derive(Debug, Default)]
-pub(crate) struct LazyHttpsClient {
+struct LazyHttpsClient {
     inner: std::sync::OnceLock<aws_smithy_runtime_api::client::http::SharedHttpClient>,
 }
 
@@ -129,15 +134,18 @@ impl LazyHttpsClient {
             let builder = aws_smithy_http_client::Builder::new().tls_provider(
                 tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc),
             );
-            let context = crate::roots::trusted_pem().ok().and_then(|pem| {
+            let context = crate::roots::trusted_pem().and_then(|pem| {
                 tls::TlsContext::builder()
                     .with_trust_store(tls::TrustStore::empty().with_pem_certificate(pem))
                     .build()
-                    .ok()
+                    .map_err(|e| e.to_string())
             });
             match context {
-                Some(context) => builder.tls_context(context).build_https(),
-                None => builder.build_https(),
+                Ok(context) => builder.tls_context(context).build_https(),
+                Err(why) => {
+                    tracing::warn!("{why}; the AWS SDK loads the system's CA store itself");
+                    builder.build_https()
+                }
             }
         })
     }

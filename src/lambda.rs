@@ -214,51 +214,55 @@ where
 }
 
 /// Parses `RUST_LOG` / `AWS_LAMBDA_LOG_LEVEL` (already lower case): `level` and `target=level`
-/// directives. Lambda's `FATAL` is `error`.
+/// directives (a bare target means `trace` for it). Lambda's `FATAL` is `error`.
 fn parse_directives(requested: &str) -> Result<tracing_subscriber::filter::Targets, String> {
-    let mut cleaned = Vec::new();
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    let level_of = |l: &str| match l {
+        "fatal" => Some(LevelFilter::ERROR),
+        "trace" | "debug" | "info" | "warn" | "error" | "off" => l.parse().ok(),
+        _ => None,
+    };
+    let mut targets = Targets::new();
+    let mut any = false;
     for d in requested
         .split(',')
         .map(str::trim)
         .filter(|d| !d.is_empty())
     {
         let (target, level) = match d.split_once('=') {
-            Some((t, l)) => (Some(t.trim()), l.trim()),
-            None if is_level(d) => (None, d),
-            None => (Some(d), "trace"),
+            Some((t, l)) => (Some(t.trim()), level_of(l.trim())),
+            None => match level_of(d) {
+                Some(level) => (None, Some(level)),
+                None => (Some(d), Some(LevelFilter::TRACE)),
+            },
         };
-        if let Some(t) = target
-            && (t.is_empty()
-                || !t
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "_:-".contains(c)))
-        {
-            return Err(format!(
-                "RUST_LOG directive \"{d}\" is not understood (span and field directives are not supported; use `level` or `target=level`); logging at info"
-            ));
-        }
-        let level = if level == "fatal" { "error" } else { level };
-        if !is_level(level) {
+        let Some(level) = level else {
             return Err(format!(
                 "RUST_LOG directive \"{d}\" names no level (trace, debug, info, warn, error, off); logging at info"
             ));
-        }
-        cleaned.push(match target {
-            Some(t) => format!("{t}={level}"),
-            None => level.to_owned(),
-        });
+        };
+        targets = match target {
+            None => targets.with_default(level),
+            Some(t)
+                if !t.is_empty()
+                    && t.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "_:-".contains(c)) =>
+            {
+                targets.with_target(t, level)
+            }
+            Some(_) => {
+                return Err(format!(
+                    "RUST_LOG directive \"{d}\" is not understood (span and field directives are not supported; use `level` or `target=level`); logging at info"
+                ));
+            }
+        };
+        any = true;
     }
-    if cleaned.is_empty() {
-        cleaned.push("info".into());
-    }
-    cleaned
-        .join(",")
-        .parse()
-        .map_err(|e| format!("RUST_LOG is not understood ({e}); logging at info"))
-}
-
-fn is_level(s: &str) -> bool {
-    matches!(s, "trace" | "debug" | "info" | "warn" | "error" | "off")
+    Ok(if any {
+        targets
+    } else {
+        targets.with_default(tracing::Level::INFO)
+    })
 }
 
 fn init_tracing() {

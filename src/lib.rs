@@ -14,7 +14,7 @@
 //! - [`metrics`]: the invocation's CloudWatch EMF line.
 //! - [`aws`]: Secrets Manager and IAM calls the steps use.
 //! - [`smtp`]: one SMTP login (and optional send) against SES.
-//! - [`roots`]: the root certificates SMTP trusts, loaded once per process.
+//! - [`roots`]: the root certificates SMTP and the AWS SDK trust (the system's CA bundle).
 //! - [`steps`]: the four rotation steps, one module each, and the preamble they share.
 //! - [`lambda`]: the Lambda handler and runtime loop.
 //! - [`doctor`]: `ses-smtp-rotator doctor`, why SES answers 535.

@@ -40,10 +40,6 @@ type Loaded = Result<Vec<Vec<u8>>, String>;
 /// # Errors
 /// When no certificate could be loaded: the message names the source and what to do.
 pub(crate) fn trusted() -> Loaded {
-    load()
-}
-
-fn load() -> Loaded {
     let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
     if env("SSL_CERT_DIR").is_some() {
         return native();

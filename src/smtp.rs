@@ -124,8 +124,8 @@ impl SmtpTarget {
         format!("{}:{}", self.host, self.port)
     }
 
-    /// Builds the TLS parameters for this host, trusting the process's root certificates
-    /// ([`crate::roots`]: loaded once, not once per connection).
+    /// The TLS parameters for this host, trusting [`crate::roots`]: built on the first
+    /// connection to the host and kept for the life of the process.
     ///
     /// # Errors
     /// When no root certificate can be loaded or the host is not a valid TLS name.
@@ -450,8 +450,10 @@ pub(crate) fn check_ssl_cert_file() -> Result<(), String> {
 /// Checks that a CA file holds at least one PEM certificate (shared by the Lambda's start-up
 /// check and the CLI's).
 pub(crate) fn check_ca_file(path: &std::path::Path) -> Result<(), String> {
-    match std::fs::read_to_string(path) {
-        Ok(pem) if pem.contains("-----BEGIN CERTIFICATE-----") => Ok(()),
+    // The same reader as the trust store this guards ([`crate::roots`]): a file that passes
+    // here yields certificates there.
+    match std::fs::read(path) {
+        Ok(pem) if !crate::roots::pem_certificates(&pem).is_empty() => Ok(()),
         Ok(_) => Err(
             "SSL_CERT_FILE names a file with no PEM certificate; point it at a CA bundle or unset it"
                 .into(),

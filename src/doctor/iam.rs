@@ -97,6 +97,7 @@ impl Aws {
             .operation_timeout(step)
             .build();
         let loader = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(crate::aws::https_client())
             .timeout_config(timeouts)
             .retry_config(RetryConfig::standard().with_max_attempts(2));
         let conf = self
