@@ -2,7 +2,8 @@
 """`make bench`: the Rust rotator beside a Python rotator of the same contract, as a table.
 
 Both run as Lambda functions against the same local stand-ins (tests/standin/) in one run:
-the release binary, and bench/python_rotator/ (boto3 + smtplib, its own Runtime API loop)
+the Lambda's own binary (deploy/build-lambda.sh: static musl, built for x86_64 here as the
+stand-in for the arm64 one; `make bench` builds it), and bench/python_rotator/ (boto3 + smtplib, its own Runtime API loop)
 under the stand-in venv's Python. Per figure the table shows Rust, Python and their ratio,
 with the issue's targets printed beside them, never asserted.
 
@@ -11,7 +12,7 @@ only when something does not work (a rotation fails, a Lambda does not start, th
 a wrong password). Everything runs on 127.0.0.1; every process started here is stopped and
 the temp dir removed before it exits.
 
-    .venv/bin/python bench/bench.py --bin target/release/ses-smtp-rotator
+    .venv/bin/python bench/bench.py --bin target/lambda-host/bootstrap
 
 See bench/README.md for what each figure means.
 """
@@ -154,6 +155,28 @@ def stop(p: subprocess.Popen | None) -> None:
         p.wait()
 
 
+def elf_kind(f) -> str:
+    """How an ELF executable (a path or an open binary file) is linked: "static PIE",
+    "static, not PIE", "dynamically linked (PIE)" or "dynamically linked, not PIE"."""
+    import struct
+    if not hasattr(f, "read"):
+        with open(f, "rb") as fh:
+            return elf_kind(fh)
+    head = f.read(64)
+    if head[:4] != b"\x7fELF" or head[4] != 2:
+        return "not an ELF64 file"
+    e_type, = struct.unpack_from("<H", head, 16)
+    phoff, = struct.unpack_from("<Q", head, 32)
+    phentsize, phnum = struct.unpack_from("<HH", head, 54)
+    rest = f.read(phoff + phentsize * phnum - 64) if phoff >= 64 else b""
+    table = (head + rest)[phoff:phoff + phentsize * phnum]
+    interp = any(struct.unpack_from("<I", table, i * phentsize)[0] == 3 for i in range(phnum))
+    pie = e_type == 3
+    if interp:
+        return "dynamically linked (PIE)" if pie else "dynamically linked, not PIE"
+    return "static PIE" if pie else "static, not PIE"
+
+
 def zip_arch(path: Path) -> str:
     """The architecture of the `bootstrap` ELF in a Lambda zip (from its e_machine field)."""
     with zipfile.ZipFile(path) as z, z.open("bootstrap") as f:
@@ -282,8 +305,8 @@ class Bench:
         rust_zip = ""
         if self.impl("Rust"):
             n = os.stat(self.bin).st_size
-            self.t.add("x86_64 release binary", f"{n:,} B", "", "", f"{mib(n)}; {self.bin}")
-            # What cargo-lambda puts in a Lambda zip: the binary as `bootstrap`, deflated.
+            self.t.add("x86_64 binary", f"{n:,} B", "", "", f"{mib(n)}, {elf_kind(self.bin)}; {self.bin}")
+            # What `sam package` puts in a Lambda zip: the binary as `bootstrap`, deflated.
             buf = io.BytesIO()
             with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
                 z.write(self.bin, "bootstrap")
@@ -293,23 +316,25 @@ class Bench:
             for f in sorted(PY_ROTATOR.glob("*.py")):
                 z.write(f, f.name)
         self.t.add("x86_64 binary zipped as `bootstrap`", rust_zip, f"{py_zip.tell():,} B", "",
-                   "deflate, as cargo lambda zips; Python: its two .py files (boto3 is in the runtime)")
+                   "deflate, as sam package zips; Python: its two .py files (boto3 is in the runtime)")
         boto = self.boto3_on_disk()
         if boto:
             self.t.add("for scale: boto3 + deps on disk", "", mib(boto), "",
                        "boto3, botocore, s3transfer, jmespath, dateutil, six, urllib3")
         for z in map(Path, self.args.lambda_zip):
             if not z.exists():
-                self.t.add("Lambda zip (cargo lambda)", "not built", "", "", f"no {z}")
+                self.t.add("Lambda zip", "not built", "", "", f"no {z}")
                 continue
             size, arch = z.stat().st_size, zip_arch(z)
             with zipfile.ZipFile(z) as zf:
                 unpacked = zf.getinfo("bootstrap").file_size
             built = time.strftime("%Y-%m-%d %H:%M", time.localtime(z.stat().st_mtime))
-            note = f"bootstrap {unpacked:,} B ({mib(unpacked)}); built {built}"
+            with zipfile.ZipFile(z) as zf, zf.open("bootstrap") as f:
+                kind = elf_kind(f)
+            note = f"bootstrap {unpacked:,} B ({mib(unpacked)}), {kind}; built {built}"
             if arch == "arm64":
                 note += f"; target ≤ {TARGET_ZIP_BYTES:,} B: {'met' if size <= TARGET_ZIP_BYTES else 'not met'}"
-            self.t.add(f"{arch} Lambda zip (cargo lambda)", f"{size:,} B", "", "", note)
+            self.t.add(f"{arch} Lambda zip", f"{size:,} B", "", "", note)
         if not any(zip_arch(Path(z)) == "arm64" for z in self.args.lambda_zip if Path(z).exists()):
             self.t.add("arm64 Lambda zip", "not built", "", "",
                        f"`make bench-package`; target ≤ {TARGET_ZIP_BYTES:,} B")
@@ -669,7 +694,7 @@ def main() -> int:
     ap.add_argument("--propagation", default="1:3,5:3,15:1",
                     help="propagation delays and rotations each, DELAY:N,... ('' to skip; default 1:3,5:3,15:1)")
     ap.add_argument("--lambda-zip", action="append", default=[],
-                    help="a Lambda zip made by cargo lambda (make bench-package) to report; repeatable")
+                    help="a Lambda zip made by make bench-package (deploy/build-lambda.sh) to report; repeatable")
     args = ap.parse_args()
     if "rust" in args.impls.split(",") and not os.access(args.bin, os.X_OK):
         print(f"no binary at {args.bin}: run `make build` (cargo build --release --locked) first", file=sys.stderr)

@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
-# `make bench`: speed, size and memory figures of the release binary beside a Python rotator of
+# `make bench`: speed, size and memory figures of the Lambda binary beside a Python rotator of
 # the same contract (bench/python_rotator/), against the same stand-ins (see bench/README.md).
 # Figures only, never pass/fail thresholds; exits non-zero only if something does not work.
-# Needs the release binary and the stand-in venv: `make bench` builds both first.
+# Needs the binary (default: target/lambda-host/bootstrap from `make lambda-bin`, the deployed
+# static musl build for this machine; SES_SMTP_ROTATOR_BIN names another) and the stand-in venv:
+# `make bench` builds both first.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-bin="${SES_SMTP_ROTATOR_BIN:-$root/target/release/ses-smtp-rotator}"
+bin="${SES_SMTP_ROTATOR_BIN:-${CARGO_TARGET_DIR:-$root/target}/lambda-host/bootstrap}"
 py="${STANDIN_PYTHON:-$root/.venv/bin/python}"
 
 if [[ ! -x "$bin" ]]; then
-  echo "bench: no release binary at $bin; run 'make bench' (or 'cargo build --release --locked')" >&2
+  echo "bench: no binary at $bin; run 'make bench' (or 'make lambda-bin')" >&2
   exit 1
 fi
 if [[ ! -x "$py" ]]; then
