@@ -50,6 +50,12 @@ case "$arch" in
   *) echo "build-lambda: --arch must be arm64 or x86_64, not '$arch'" >&2; exit 2 ;;
 esac
 
+# Absolute, as cargo would resolve it from here (no `realpath -m`: macOS has none), and passed on
+# so that cargo builds where this script looks.
+target_dir="${CARGO_TARGET_DIR:-$root/target}"
+[[ "$target_dir" == /* ]] || target_dir="$PWD/$target_dir"
+export CARGO_TARGET_DIR="$target_dir"
+
 # --- tools ----------------------------------------------------------------------------------
 venv="$root/.venv-build"
 req="$root/deploy/requirements-build.txt"
@@ -79,7 +85,7 @@ if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx "
     echo "  binary instead (--or-glibc). It is NOT the binary sam build deploys." >&2
     cd "$root"
     cargo build --release --locked --bin ses-smtp-rotator
-    bin="$(realpath -m "${CARGO_TARGET_DIR:-$root/target}")/release/ses-smtp-rotator"
+    bin="$target_dir/release/ses-smtp-rotator"
     if [[ -n "$out" ]]; then
       mkdir -p "$out" && cp "$bin" "$out/bootstrap" && chmod 755 "$out/bootstrap"
       echo "build-lambda: copied the glibc build to $out/bootstrap" >&2
@@ -89,12 +95,20 @@ if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx "
 fi
 
 # --- build ----------------------------------------------------------------------------------
-target_dir="$(realpath -m "${CARGO_TARGET_DIR:-$root/target}")"
 lambda_dir="$target_dir/lambda-$arch"
 env_triple="$(echo "$triple" | tr 'a-z-' 'A-Z_')"
-# Target-specific flags (not RUSTFLAGS): they apply to this target only, so build scripts and
-# proc macros built for the host are not affected, and the host build's cache stays valid.
-export "CARGO_TARGET_${env_triple}_RUSTFLAGS=-C link-arg=-static -C link-arg=-pie"
+# Target-specific flags: they apply to this target only, so the host build's cache stays valid.
+# Cargo ignores them when RUSTFLAGS or CARGO_ENCODED_RUSTFLAGS is set, so then they are appended
+# there (with --target, those reach only this target's crates too, not build scripts).
+pie_flags=(-C link-arg=-static -C link-arg=-pie)
+if [[ -n "${CARGO_ENCODED_RUSTFLAGS:-}" ]]; then
+  CARGO_ENCODED_RUSTFLAGS+="$(printf '\x1f%s' "${pie_flags[@]}")"
+  export CARGO_ENCODED_RUSTFLAGS
+elif [[ -n "${RUSTFLAGS:-}" ]]; then
+  export RUSTFLAGS="$RUSTFLAGS ${pie_flags[*]}"
+else
+  export "CARGO_TARGET_${env_triple}_RUSTFLAGS=${pie_flags[*]}"
+fi
 cd "$root"
 cargo lambda build --release --locked --target "$triple" --lambda-dir "$lambda_dir" --bin ses-smtp-rotator
 bin="$lambda_dir/ses-smtp-rotator/bootstrap"
