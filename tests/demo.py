@@ -3,7 +3,7 @@
 
 Starts the local AWS stand-in (tests/standin/standin.py: moto for Secrets Manager + IAM, an
 SES SMTP emulator with real TLS, a Lambda Runtime API and a Secrets-Manager-like rotation
-orchestrator) and the real release binary as the Lambda, then:
+orchestrator) and the real Lambda binary (make demo: the deployed static build) as the Lambda, then:
 
 1. bootstrap rotation of a secret that names only the IAM user and the SMTP endpoint;
 2. proof: the new credentials log in (the binary's own `test-login` CLI, 235);
@@ -254,7 +254,7 @@ class Demo:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--bin", default="target/release/ses-smtp-rotator", help="the release binary")
+    ap.add_argument("--bin", default="target/lambda-host/bootstrap", help="the Lambda binary (make lambda-bin)")
     args = ap.parse_args()
     if not os.access(args.bin, os.X_OK):
         print(f"{BAD} no binary at {args.bin}: run `cargo build --release` first")
