@@ -62,6 +62,7 @@ fn overlap(bootstrap: bool) {
         assert_ok(&env.rotate(&arn, None));
     }
     env.add_lambda(&[]);
+    let keys_before = env.keys_created();
     // Server-side latency on every IAM call, so that the two attempts truly interleave.
     env.post(
         "/latency",
@@ -101,7 +102,30 @@ fn overlap(bootstrap: bool) {
         Some(token.as_str())
     );
     assert!(env.most_keys_at_once("ses-smtp", 0) <= 2);
-    assert_invariants(&env, &arn, "ses-smtp");
+    // Tags are no lock (DESIGN "Overlap"): when both attempts read the marker before either
+    // wrote it, both reach CreateAccessKey. In a regular rotation the user holds the current
+    // key, so IAM's two-key limit lets exactly one through and refuses the other, which then
+    // answers as a re-run (or retryably) without deleting anything: the token's rotation made
+    // one key, and at most one CreateAccessKey met the limit. In a bootstrap the user holds
+    // none, both keys fit, the loser at PutSecretValue deletes its own, and none meets the
+    // limit.
+    let refused = env
+        .requests()
+        .into_iter()
+        .filter(|r| r["action"] == "CreateAccessKey" && r["error_code"] == "LimitExceeded")
+        .count();
+    let made = env.keys_created() - keys_before;
+    if bootstrap {
+        assert_eq!(refused, 0, "a third key was tried in a bootstrap");
+        assert!((1..=2).contains(&made), "{made} keys made");
+    } else {
+        assert!(
+            refused <= 1,
+            "{refused} CreateAccessKey calls met the limit"
+        );
+        assert_eq!(made, 1, "a regular rotation made {made} keys for one token");
+    }
+    assert_state_invariants(&env, &arn, "ses-smtp");
     env.assert_no_secrets_leaked(Some(&arn));
 }
 

@@ -129,9 +129,11 @@ pub async fn create_secret(ctx: &StepContext<'_>) -> Result<String, Error> {
         .tag_user(user, MARKER_TAG, &marker.to_value())
         .await?;
     // Another attempt of this rotation that recorded itself meanwhile is running: let it
-    // finish (the tags are read again after our own write, so of two attempts that overlap
-    // here at least one sees the other; tags are no lock, so the rarer interleavings end at
-    // IAM's two-key limit or at PutSecretValue's ResourceExists, both handled below).
+    // finish. The tags are read again after our own write, which catches most overlaps, but
+    // tags are no lock: an attempt that read the marker before ours was written overwrites
+    // our record with its own, and then neither yields. Those interleavings end at IAM's
+    // two-key limit (a regular rotation) or at PutSecretValue's ResourceExists (a bootstrap),
+    // both handled below.
     let mut marker = yield_to_other(ctx, arn, user, &mut own, now).await??;
     let (key_id, secret) = match mint(ctx, user, &mut marker, &mut own).await {
         Ok(minted) => minted,
