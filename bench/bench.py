@@ -684,7 +684,7 @@ class Bench:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--bin", default=str(ROOT / "target/release/ses-smtp-rotator"))
+    ap.add_argument("--bin", default=str(ROOT / "target/lambda-host/bootstrap"))
     ap.add_argument("--python", default=sys.executable,
                     help="interpreter for the Python rotator (needs boto3; default: this one)")
     ap.add_argument("--impls", default="rust,python", help="rust,python (default), rust or python")
@@ -697,7 +697,7 @@ def main() -> int:
                     help="a Lambda zip made by make bench-package (deploy/build-lambda.sh) to report; repeatable")
     args = ap.parse_args()
     if "rust" in args.impls.split(",") and not os.access(args.bin, os.X_OK):
-        print(f"no binary at {args.bin}: run `make build` (cargo build --release --locked) first", file=sys.stderr)
+        print(f"no binary at {args.bin}: run `make lambda-bin` (deploy/build-lambda.sh --arch host) first", file=sys.stderr)
         return 1
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that `finally` stops the children
     t0 = time.monotonic()

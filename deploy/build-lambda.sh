@@ -44,6 +44,9 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 [[ "$arch" != host ]] || arch="$(uname -m)"
+# --out and --zip are taken relative to where the script was started (it changes directory).
+[[ -z "$out" || "$out" == /* ]] || out="$PWD/$out"
+[[ -z "$zip" || "$zip" == /* ]] || zip="$PWD/$zip"
 case "$arch" in
   arm64|aarch64) arch=arm64; triple=aarch64-unknown-linux-musl; machine=183 ;;  # EM_AARCH64
   x86_64|amd64) arch=x86_64; triple=x86_64-unknown-linux-musl; machine=62 ;;    # EM_X86_64
@@ -73,6 +76,7 @@ elif ! command -v cargo-lambda >/dev/null; then
   echo "  or cargo-lambda with zig on PATH: pip install -r deploy/requirements-build.txt" >&2
   exit 1
 fi
+cd "$root"   # rustup (toolchain overrides) and cargo (Cargo.lock, .cargo/config) act on this checkout
 if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx "$triple"; then
   echo "build-lambda: adding the Rust standard library for $triple (rustup target add)" >&2
   if ! rustup target add "$triple"; then
@@ -81,9 +85,13 @@ if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx "
       echo "  library (it needs static.rust-lang.org) and run this again" >&2
       exit 3
     fi
+    if [[ -n "$zip" ]]; then
+      echo "build-lambda: no standard library for $triple, and --zip makes a deployment package:" >&2
+      echo "  refusing to package the glibc build (--or-glibc is for tests only)" >&2
+      exit 3
+    fi
     echo "build-lambda: WARNING: no standard library for $triple; building the glibc release" >&2
     echo "  binary instead (--or-glibc). It is NOT the binary sam build deploys." >&2
-    cd "$root"
     cargo build --release --locked --bin ses-smtp-rotator
     bin="$target_dir/release/ses-smtp-rotator"
     if [[ -n "$out" ]]; then
@@ -101,15 +109,21 @@ env_triple="$(echo "$triple" | tr 'a-z-' 'A-Z_')"
 # Cargo ignores them when RUSTFLAGS or CARGO_ENCODED_RUSTFLAGS is set, so then they are appended
 # there (with --target, those reach only this target's crates too, not build scripts).
 pie_flags=(-C link-arg=-static -C link-arg=-pie)
-if [[ -n "${CARGO_ENCODED_RUSTFLAGS:-}" ]]; then
-  CARGO_ENCODED_RUSTFLAGS+="$(printf '\x1f%s' "${pie_flags[@]}")"
+# Set counts, even empty: cargo then still ignores the target-specific variable.
+if [[ -n "${CARGO_ENCODED_RUSTFLAGS+x}" ]]; then
+  sep=$'\x1f'
+  encoded="$(IFS="$sep"; echo "${pie_flags[*]}")"
+  if [[ -n "$CARGO_ENCODED_RUSTFLAGS" ]]; then
+    CARGO_ENCODED_RUSTFLAGS+="$sep$encoded"
+  else
+    CARGO_ENCODED_RUSTFLAGS="$encoded"
+  fi
   export CARGO_ENCODED_RUSTFLAGS
-elif [[ -n "${RUSTFLAGS:-}" ]]; then
-  export RUSTFLAGS="$RUSTFLAGS ${pie_flags[*]}"
+elif [[ -n "${RUSTFLAGS+x}" ]]; then
+  export RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }${pie_flags[*]}"
 else
   export "CARGO_TARGET_${env_triple}_RUSTFLAGS=${pie_flags[*]}"
 fi
-cd "$root"
 cargo lambda build --release --locked --target "$triple" --lambda-dir "$lambda_dir" --bin ses-smtp-rotator
 bin="$lambda_dir/ses-smtp-rotator/bootstrap"
 

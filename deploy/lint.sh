@@ -6,7 +6,7 @@
 # intrinsics build), and the four sample rotation events. Creates the pinned tool venvs
 # under the repo root when missing or when their requirements file changed:
 #   .venv-lint  <- deploy/requirements-lint.txt  (cfn-lint, checkov)
-#   .venv-sam   <- deploy/requirements-sam.txt   (aws-sam-cli, cargo-lambda)
+#   .venv-sam   <- deploy/requirements-sam.txt   (aws-sam-cli)
 # Needs no AWS account, credentials or network (only PyPI, the first time).
 # One line per check; exits non-zero if any check has a finding.
 #

@@ -13,7 +13,7 @@ orchestrator) and the real Lambda binary (make demo: the deployed static build) 
 
 Exits 0 only if all of that behaved as expected. Nothing touches real AWS.
 
-    .venv/bin/python tests/demo.py --bin target/release/ses-smtp-rotator
+    .venv/bin/python tests/demo.py --bin target/lambda-host/bootstrap
 """
 
 from __future__ import annotations
@@ -257,7 +257,7 @@ def main() -> int:
     ap.add_argument("--bin", default="target/lambda-host/bootstrap", help="the Lambda binary (make lambda-bin)")
     args = ap.parse_args()
     if not os.access(args.bin, os.X_OK):
-        print(f"{BAD} no binary at {args.bin}: run `cargo build --release` first")
+        print(f"{BAD} no binary at {args.bin}: run `make lambda-bin` first")
         return 1
     t0 = time.monotonic()
     demo = Demo(args.bin)

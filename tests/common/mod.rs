@@ -23,7 +23,8 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The binary under test: the release build when the Makefile says so, else cargo's build.
+/// The binary under test: the Lambda build (`SES_SMTP_ROTATOR_BIN`, set by the Makefile), else
+/// cargo's debug build.
 pub fn binary() -> PathBuf {
     std::env::var_os("SES_SMTP_ROTATOR_BIN")
         .map(PathBuf::from)
