@@ -112,13 +112,7 @@ pie_flags=(-C link-arg=-static -C link-arg=-pie)
 # Set counts, even empty: cargo then still ignores the target-specific variable.
 if [[ -n "${CARGO_ENCODED_RUSTFLAGS+x}" ]]; then
   sep=$'\x1f'
-  encoded="$(IFS="$sep"; echo "${pie_flags[*]}")"
-  if [[ -n "$CARGO_ENCODED_RUSTFLAGS" ]]; then
-    CARGO_ENCODED_RUSTFLAGS+="$sep$encoded"
-  else
-    CARGO_ENCODED_RUSTFLAGS="$encoded"
-  fi
-  export CARGO_ENCODED_RUSTFLAGS
+  export CARGO_ENCODED_RUSTFLAGS="${CARGO_ENCODED_RUSTFLAGS:+$CARGO_ENCODED_RUSTFLAGS$sep}$(IFS="$sep"; echo "${pie_flags[*]}")"
 elif [[ -n "${RUSTFLAGS+x}" ]]; then
   export RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }${pie_flags[*]}"
 else

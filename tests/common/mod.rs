@@ -600,13 +600,17 @@ pub const OK4: [(&str, bool, &str); 4] = [
     ("finishSecret", true, ""),
 ];
 
-/// No CreateAccessKey was ever refused for the two-key limit: the function never tried a third.
-pub fn assert_no_limit_exceeded(env: &Env) {
-    let refused: Vec<Value> = env
-        .requests()
+/// The CreateAccessKey requests IAM refused for the two-key limit, as the stand-in saw them.
+pub fn limit_refusals(env: &Env) -> Vec<Value> {
+    env.requests()
         .into_iter()
         .filter(|r| r["action"] == "CreateAccessKey" && r["error_code"] == "LimitExceeded")
-        .collect();
+        .collect()
+}
+
+/// No CreateAccessKey was ever refused for the two-key limit: the function never tried a third.
+pub fn assert_no_limit_exceeded(env: &Env) {
+    let refused = limit_refusals(env);
     assert!(refused.is_empty(), "{refused:?}");
 }
 
