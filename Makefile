@@ -23,7 +23,7 @@ LAMBDA_DIR := $(TARGET_DIR)/lambda-host
 CARGO   ?= cargo
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help demo test check fmt-check clippy unit e2e standin-test e2e-arm64 template-lint build lambda-bin qemu venv deps bench bench-package build-RotatorFunction clean
+.PHONY: help demo test check fmt-check clippy unit e2e policy-report standin-test e2e-arm64 template-lint build lambda-bin qemu venv deps bench bench-package build-RotatorFunction clean
 
 help:
 	@echo "make demo   - run a complete rotation locally against the stand-ins and show it"
@@ -67,7 +67,7 @@ lambda-bin:
 demo: venv lambda-bin
 	@$(VPY) tests/demo.py --bin $(LAMBDA_BIN)
 
-test: check unit standin-test e2e e2e-arm64 template-lint
+test: check unit standin-test e2e policy-report e2e-arm64 template-lint
 	@echo "make test: all checks passed"
 
 # --- parts of `make test` -------------------------------------------------------------------------
@@ -89,9 +89,22 @@ standin-test: venv
 # End-to-end: the deployed build (static musl, this machine's architecture) under the local
 # Lambda Runtime API, driven by the rotation orchestrator, with state read back from moto and
 # the SES emulator.
+# Every AWS request of the binary is authorized against the role policy rendered from
+# template.yaml for the variant under test (tests/standin/sesstandin/policy.py); each stand-in
+# records there which granted actions the tests used, and policy-report adds them up.
+POLICY_USAGE := $(TARGET_DIR)/policy-usage
+
 e2e: venv lambda-bin
-	SES_SMTP_ROTATOR_BIN=$(LAMBDA_BIN) STANDIN_PYTHON=$(CURDIR)/$(VPY) \
+	rm -rf $(POLICY_USAGE)
+	SES_SMTP_ROTATOR_BIN=$(LAMBDA_BIN) STANDIN_PYTHON=$(CURDIR)/$(VPY) STANDIN_POLICY_USAGE_DIR=$(POLICY_USAGE) \
 	  $(CARGO) test --locked --test '*' -- --show-output
+
+# Least privilege, measured (after e2e): per variant, every action template.yaml grants and
+# how often the end-to-end tests used it; an unused one must be justified in the template.
+# Also checks README's execution-role table against the rendered policy.
+policy-report: venv
+	@[ -d $(POLICY_USAGE) ] || { echo "policy-report: no usage recorded in $(POLICY_USAGE): run make e2e first" >&2; exit 1; }
+	$(VPY) tests/standin/policy_report.py $(POLICY_USAGE)
 
 # The arm64 binary that `sam build` deploys, itself, under qemu-user (Debian's qemu-user on an
 # x86_64 machine): the rotation, testSecret and several-region suites. The emulation says

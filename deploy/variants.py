@@ -8,7 +8,7 @@ For every variant (Scope single/shared, ReplicaRegions unset/set/too many, alert
 on/off, the application stack) it writes OUT_DIR/<variant>.json: the template with the
 variant's values as parameter defaults, so that cfn-lint, sam validate and checkov, which
 resolve conditions from defaults, each see that variant. It then evaluates the intrinsics
-that build values (conditions, Fn::If/Join/Split/Select/Sub) and checks the results that
+that build values with deploy/cfn.py (strict: an intrinsic it does not resolve fails the variant) and checks the results that
 are easy to get wrong: the bootstrap document is valid JSON with a "regions" array exactly
 when ReplicaRegions is set, the replica list matches it, a sixth region is refused, the
 shared scope creates no secret, user or schedule, and the reserved concurrency is 1 for a
@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import copy
 import json
-import re
 import sys
 from pathlib import Path
 
 from cfnlint.decode import decode
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import cfn  # noqa: E402  (the strict renderer the tests' role policy comes from too)
 
 ROOT = Path(__file__).resolve().parent.parent
 TOPIC = "arn:aws:sns:us-east-1:123456789012:ses-smtp-alerts"
@@ -35,7 +37,7 @@ PSEUDO = {
     "AWS::StackName": "lint-stack",
     "AWS::URLSuffix": "amazonaws.com",
 }
-NO_VALUE = object()
+NO_VALUE = cfn.NO_VALUE
 
 # name -> (template, parameter values, expectations)
 VARIANTS = {
@@ -88,95 +90,16 @@ VARIANTS = {
 }
 
 
-class Evaluator:
-    """Just enough of CloudFormation's intrinsics to compute parameter-derived values."""
-
-    def __init__(self, template: dict, values: dict[str, str]):
-        self.t = template
-        self.params: dict[str, object] = {}
-        for name, p in template.get("Parameters", {}).items():
-            raw = str(values.get(name, p.get("Default", "")))
-            self.params[name] = raw.split(",") if p.get("Type") == "CommaDelimitedList" else raw
-        self._conds: dict[str, bool] = {}
-
-    def cond(self, name: str) -> bool:
-        if name not in self._conds:
-            self._conds[name] = bool(self.ev(self.t["Conditions"][name]))
-        return self._conds[name]
-
-    def ref(self, name: str):
-        if name == "AWS::NoValue":
-            return NO_VALUE
-        if name in PSEUDO:
-            return PSEUDO[name]
-        if name in self.params:
-            return self.params[name]
-        if name in self.t.get("Resources", {}):
-            return f"REF-{name}"
-        raise KeyError(f"Ref to unknown {name}")
-
-    def sub(self, text: str, extra: dict) -> str:
-        def one(m: re.Match) -> str:
-            key = m.group(1)
-            if key in extra:
-                v = extra[key]
-            elif "." in key:
-                v = f"ATT-{key}"
-            else:
-                v = self.ref(key)
-            if isinstance(v, list):
-                raise ValueError(f"Fn::Sub of list {key}")
-            return str(v)
-
-        return re.sub(r"\$\{([^}!]+)\}", one, text)
-
-    def ev(self, node):
-        if isinstance(node, list):
-            out = [self.ev(x) for x in node]
-            return [x for x in out if x is not NO_VALUE]
-        if not isinstance(node, dict):
-            return node
-        if len(node) == 1:
-            (k, v), = node.items()
-            if k == "Ref":
-                return self.ref(v)
-            if k == "Condition":
-                return self.cond(v)
-            if k == "Fn::Equals":
-                a, b = (self.ev(x) for x in v)
-                return a == b
-            if k == "Fn::Not":
-                return not self.ev(v[0])
-            if k == "Fn::And":
-                return all(self.ev(x) for x in v)
-            if k == "Fn::Or":
-                return any(self.ev(x) for x in v)
-            if k == "Fn::If":
-                return self.ev(v[1] if self.cond(v[0]) else v[2])
-            if k == "Fn::Join":
-                return str(v[0]).join(str(x) for x in self.ev(v[1]))
-            if k == "Fn::Split":
-                return str(self.ev(v[1])).split(v[0])
-            if k == "Fn::Select":
-                return self.ev(v[1])[int(self.ev(v[0]))]
-            if k == "Fn::Sub":
-                if isinstance(v, str):
-                    return self.sub(v, {})
-                return self.sub(v[0], {kk: self.ev(vv) for kk, vv in v[1].items()})
-            if k == "Fn::GetAtt":
-                return f"ATT-{v[0] if isinstance(v, list) else v}"
-            if k == "Fn::ImportValue":
-                return f"IMPORT-{self.ev(v)}"
-        return {k: self.ev(v) for k, v in node.items()}
-
-    def resource(self, name: str):
-        r = self.t["Resources"].get(name)
-        if r is None or ("Condition" in r and not self.cond(r["Condition"])):
-            return None
-        return self.ev(r.get("Properties", {}))
+def renderer(template: dict, values: dict[str, str]) -> cfn.Renderer:
+    """The strict renderer (deploy/cfn.py), every resource given a placeholder physical id and
+    the shared stack's exports a value, so that any property can be rendered."""
+    physical = {name: f"REF-{name}" for name in template.get("Resources", {})}
+    imports = {"ses-smtp-rotator-SmtpIamUserPath": "/ses-smtp/",
+               "ses-smtp-rotator-RotatorFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:shared-rotator"}
+    return cfn.Renderer(template, values, pseudo=PSEUDO, physical=physical, imports=imports)
 
 
-def check(name: str, ev: Evaluator, exp: dict) -> str:
+def check(name: str, ev: cfn.Renderer, exp: dict) -> str:
     """Check one variant; returns a short summary or raises AssertionError."""
     notes = []
     if exp.get("shared"):
@@ -233,9 +156,10 @@ def main() -> int:
             rendered["Parameters"][k]["Default"] = v
         (out / f"{name}.json").write_text(json.dumps(rendered, indent=1))
         try:
-            summary = check(name, Evaluator(template, values), exp)
+            cfn.check_intrinsics(template)
+            summary = check(name, renderer(template, values), exp)
             print(f"  {name:24} ok    {summary}")
-        except (AssertionError, KeyError, ValueError, TypeError, IndexError) as e:
+        except (AssertionError, KeyError, ValueError, TypeError, IndexError, cfn.Unresolved) as e:
             print(f"  {name:24} FAIL  {e}")
             failed = 1
     return failed

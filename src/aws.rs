@@ -474,18 +474,32 @@ impl Clients {
         }
     }
 
-    /// The user's path (GetUser), e.g. `/ses-smtp/`.
+    /// The user's path (GetUser), e.g. `/ses-smtp/`. `allowed` (`IAM_USER_PATH`) only words
+    /// the refusal when IAM denies the read.
     ///
     /// # Errors
-    /// [`Error::NoSuchUser`] or [`Error::IamError`].
-    pub async fn user_path(&self, user: &str) -> Result<String, Error> {
+    /// [`Error::NoSuchUser`], [`Error::UserNotPermitted`] (AccessDenied: the role's policy does
+    /// not cover the user, or the user does not exist outside the granted ARNs) or
+    /// [`Error::IamError`].
+    pub async fn user_path(&self, user: &str, allowed: &str) -> Result<String, Error> {
         let out = self
             .iam
             .get_user()
             .user_name(user)
             .send()
             .await
-            .map_err(|e| Self::user_err("GetUser", user, &e))?;
+            .map_err(|e| {
+                if e.as_service_error()
+                    .is_some_and(|s| s.code() == Some("AccessDenied"))
+                {
+                    Error::UserNotPermitted {
+                        iam_user: user.to_owned(),
+                        allowed: allowed.to_owned(),
+                    }
+                } else {
+                    Self::user_err("GetUser", user, &e)
+                }
+            })?;
         Ok(out
             .user()
             .map_or_else(|| "/".to_owned(), |u| u.path().to_owned()))

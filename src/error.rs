@@ -134,6 +134,18 @@ pub enum Error {
         /// The user.
         iam_user: String,
     },
+    /// IAM denied the function's role reading the user (GetUser AccessDenied): the user is not
+    /// one this deployment's role policy covers, or it does not exist (IAM authorizes before it
+    /// looks the user up, so a missing user outside the granted ARNs is denied, not absent).
+    #[error(
+        "IAM denied this function reading IAM user {iam_user} (AccessDenied on iam:GetUser): its role may manage only the users its stack grants (Scope=single: SmtpIamUserName under SmtpIamUserPath; Scope=shared: users under {allowed}), and a user that does not exist is denied the same way (a role without iam:GetUser, deployed from a template before it granted it, is denied for every user: update the stack). Fix \"iam_user\" in the secret, create the user under {allowed}, or deploy the function for this user. Nothing was changed"
+    )]
+    UserNotPermitted {
+        /// The user.
+        iam_user: String,
+        /// The configured path (`IAM_USER_PATH`), or `/` when unset.
+        allowed: String,
+    },
     /// The pending key is missing or inactive in IAM (setSecret).
     #[error(
         "the pending access key {key_id} is {state} for IAM user {iam_user}; it may have been removed outside the rotation: start a new rotation"
@@ -366,6 +378,7 @@ impl Error {
             Self::UnadoptedAccessKey { .. } => "UnadoptedAccessKey",
             Self::UserNotDedicated { .. } => "UserNotDedicated",
             Self::NoSuchUser { .. } => "NoSuchUser",
+            Self::UserNotPermitted { .. } => "UserNotPermitted",
             Self::PendingKeyNotActive { .. } => "PendingKeyNotActive",
             Self::SmtpAuthRejected { .. } => "SmtpAuthRejected",
             Self::SmtpAuthRefused { .. } => "SmtpAuthRefused",

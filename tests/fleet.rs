@@ -1,6 +1,6 @@
 //! One function for a fleet (template `Scope=shared`): one binary rotates many secrets, each
 //! with its own user under `IAM_USER_PATH`, and refuses a user outside that path before any
-//! change.
+//! change. It runs under the shared variant's role policy (tagged secrets, users under the path).
 
 mod common;
 
@@ -19,10 +19,11 @@ fn event(step: &str, arn: &str, token: &str) -> Value {
 #[test]
 fn one_function_rotates_many_secrets_and_only_users_under_its_path() {
     let mut env = Env::start();
+    env.deploy_shared(None);
     user_under(&env, "billing-smtp", "/ses-smtp/");
     user_under(&env, "alerts-smtp", "/ses-smtp/team-a/");
     user_under(&env, "intruder", "/ses-smtp-other/");
-    env.start_lambda(&[("IAM_USER_PATH", "/ses-smtp/")]);
+    env.start_lambda(&[]);
     let billing = env.create_secret("billing/smtp", &env.bootstrap_doc("billing-smtp"));
     let alerts = env.create_secret("alerts/smtp", &env.bootstrap_doc("alerts-smtp"));
 
@@ -37,7 +38,7 @@ fn one_function_rotates_many_secrets_and_only_users_under_its_path() {
 
     // Both secrets rotating at the same moment through two instances of the function (one
     // schedule for a fleet): neither is throttled by the other nor touches the other's keys.
-    env.add_lambda(&[("IAM_USER_PATH", "/ses-smtp/")]);
+    env.add_lambda(&[]);
     let tb = env.pending(&billing);
     let ta = env.pending(&alerts);
     for step in ["createSecret", "setSecret", "testSecret", "finishSecret"] {
@@ -58,7 +59,9 @@ fn one_function_rotates_many_secrets_and_only_users_under_its_path() {
     assert_invariants(&env, &billing, "billing-smtp");
     assert_invariants(&env, &alerts, "alerts-smtp");
 
-    // A user whose path only starts like the allowed one is outside it: refused, no change.
+    // A user whose path only starts like the allowed one is outside it: the role's policy
+    // (users under /ses-smtp/) denies even reading it, so the function refuses by name with
+    // no change, and makes no other call about that user (no tag, no key call).
     let outside = env.create_secret("intruder/smtp", &env.bootstrap_doc("intruder"));
     let token = env.pending(&outside);
     let before = env.snapshot("intruder", &outside);
@@ -68,12 +71,21 @@ fn one_function_rotates_many_secrets_and_only_users_under_its_path() {
         &outside,
         "intruder",
         &r,
-        "UserOutsidePath",
+        "UserNotPermitted",
         "/ses-smtp/",
         &before,
     );
     assert_eq!(steps(&r).len(), 1, "{r:#}");
     assert!(env.keys("intruder").is_empty());
+    let account = env.info["account"].as_str().expect("account").to_owned();
+    assert_eq!(
+        env.denials(),
+        vec![(
+            "iam:GetUser".to_owned(),
+            format!("arn:aws:iam::{account}:user/ses-smtp-other/intruder")
+        )]
+    );
+    env.expect_denial("iam:GetUser");
     env.stop_lambda();
     env.assert_no_secrets_leaked(Some(&billing));
 }

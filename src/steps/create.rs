@@ -37,7 +37,7 @@ use crate::secret::SecretDocument;
 ///
 /// # Errors
 /// Preamble errors; [`Error::MalformedSecret`]; [`Error::HostNotAllowed`];
-/// [`Error::PendingMismatch`]; [`Error::PendingKeyGone`]; [`Error::NoSuchUser`];
+/// [`Error::PendingMismatch`]; [`Error::PendingKeyGone`]; [`Error::NoSuchUser`]; [`Error::UserNotPermitted`];
 /// [`Error::UserOutsidePath`]; [`Error::UserNotDedicated`];
 /// [`Error::KeyBelongsToOtherUser`] / [`Error::CurrentKeyMissing`];
 /// [`Error::UnadoptedAccessKey`]; [`Error::AttemptInProgress`] / [`Error::KeyNotYetVisible`]
@@ -248,7 +248,7 @@ async fn check_user_path(ctx: &StepContext<'_>, user: &str) -> Result<(), Error>
     let Some(allowed) = ctx.config.iam_user_path.as_deref() else {
         return Ok(());
     };
-    let path = ctx.clients.user_path(user).await?;
+    let path = ctx.clients.user_path(user, allowed).await?;
     if path_is_under(&path, allowed) {
         Ok(())
     } else {

@@ -49,11 +49,40 @@ pub struct Env {
     lambdas: Vec<Child>,
     lambda_logs: Vec<PathBuf>,
     agent: ureq::Agent,
+    /// The deployment the binary runs as (its role policy, its `IAM_USER_PATH`).
+    scope: Scope,
+    /// Actions whose AccessDenied the test provokes on purpose (checked at drop).
+    expected_denials: std::sync::Mutex<Vec<String>>,
+}
+
+/// The path of every user `create_user` makes: the template's default `SmtpIamUserPath`.
+pub const USER_PATH: &str = "/ses-smtp/";
+
+/// How the binary is deployed, for its role policy (rendered by the stand-in from
+/// `template.yaml`, deploy/cfn.py) and its environment (`IAM_USER_PATH`, as the template sets
+/// it from `SmtpIamUserPath`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Scope {
+    /// `Scope=single` with the template's defaults: the stack creates the user under
+    /// [`USER_PATH`] and the secret. Each secret the test creates is one such stack (its ARN
+    /// and its document's `iam_user`), and the binary's role holds the policies of them all:
+    /// a request is allowed when one stack's policy allows it.
+    Single,
+    /// `Scope=shared` (one policy for every secret tagged `ses-smtp-rotator:managed=true` and
+    /// every user under [`USER_PATH`]); `kms` = with `KmsKeyArn`, and secrets encrypted with it.
+    Shared { kms: Option<String> },
 }
 
 impl Drop for Env {
     fn drop(&mut self) {
         self.stop_lambda();
+        // Every AWS request of the binary ran under the deployed role policy: one it denied
+        // fails the test (unless the test provoked it), naming action, resource and why.
+        let unexpected = if std::thread::panicking() {
+            Vec::new()
+        } else {
+            self.unexpected_denials()
+        };
         // Closing its stdin lets the stand-in exit cleanly (removing its certificates); kill
         // it only if it does not.
         drop(self.standin_stdin.take());
@@ -66,11 +95,17 @@ impl Drop for Env {
         }
         let _ = self.standin.kill();
         let _ = self.standin.wait();
-        if !std::thread::panicking() {
+        if !std::thread::panicking() && unexpected.is_empty() {
             let _ = std::fs::remove_dir_all(&self.dir);
         } else {
             eprintln!("test artefacts kept in {}", self.dir.display());
         }
+        assert!(
+            unexpected.is_empty(),
+            "the role policy rendered from template.yaml ({:?}) denied requests of the binary:\n{}",
+            self.scope,
+            unexpected.join("\n")
+        );
     }
 }
 
@@ -113,6 +148,8 @@ impl Env {
         for (k, v) in self.info["lambda_env"].as_object().expect("lambda_env") {
             cmd.env(k, v.as_str().expect("env value"));
         }
+        // template.yaml sets IAM_USER_PATH to SmtpIamUserPath in every deployment.
+        cmd.env("IAM_USER_PATH", USER_PATH);
         for (k, v) in extra {
             cmd.env(k, v);
         }
@@ -292,9 +329,116 @@ impl Env {
 
     // --- state ---------------------------------------------------------------------------
 
+    /// Creates an IAM user under [`USER_PATH`], as the template does.
     pub fn create_user(&self, name: &str) {
-        self.block_on(self.iam.create_user().user_name(name).send())
-            .expect("create user");
+        self.block_on(
+            self.iam
+                .create_user()
+                .user_name(name)
+                .path(USER_PATH)
+                .send(),
+        )
+        .expect("create user");
+    }
+
+    // --- the deployment: role policy and environment ---------------------------------------
+
+    /// Runs the binary as a `Scope=shared` deployment from now on (before `start_lambda`).
+    pub fn deploy_shared(&mut self, kms: Option<&str>) {
+        self.scope = Scope::Shared {
+            kms: kms.map(str::to_owned),
+        };
+        let mut parameters = json!({"Scope": "shared", "SmtpIamUserPath": USER_PATH});
+        if let Some(k) = kms {
+            parameters["KmsKeyArn"] = k.into();
+        }
+        let label = if kms.is_some() {
+            "shared-kms"
+        } else {
+            "shared"
+        };
+        self.post_policy(json!({"label": label, "variant": label, "parameters": parameters}));
+    }
+
+    /// The role policy of one `Scope=single` stack for `secret`, whose user is `user`.
+    fn deploy_single_stack(&self, secret: &str, user: Option<&str>) {
+        let user = user
+            .filter(|u| {
+                !u.is_empty()
+                    && u.len() <= 64
+                    && u.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c))
+            })
+            .unwrap_or("ses-smtp-sender");
+        self.post_policy(json!({
+            "label": format!("single:{secret}"),
+            "variant": "single",
+            "parameters": {"SmtpIamUserName": user, "SmtpIamUserPath": USER_PATH},
+            "physical": {"SmtpSecret": secret, "SmtpUser": user},
+        }));
+    }
+
+    fn post_policy(&self, body: Value) -> Value {
+        let mut res = self
+            .agent
+            .post(&self.url("/policy"))
+            .send_json(body)
+            .expect("admin POST");
+        let status = res.status();
+        let v: Value = res.body_mut().read_json().expect("admin JSON");
+        assert!(
+            status.is_success(),
+            "rendering the role policy failed: {v:#}"
+        );
+        v
+    }
+
+    /// Declares that the test provokes AccessDenied for `action` (e.g. `iam:GetUser` on a
+    /// user outside the deployment) on purpose.
+    pub fn expect_denial(&self, action: &str) {
+        self.expected_denials
+            .lock()
+            .expect("lock")
+            .push(action.to_owned());
+    }
+
+    /// The policy's denials of the binary's requests that the test did not declare.
+    pub fn unexpected_denials(&self) -> Vec<String> {
+        let expected = self.expected_denials.lock().expect("lock").clone();
+        let Ok(mut res) = self.agent.get(&self.url("/policy")).call() else {
+            return vec!["the stand-in did not answer GET /policy".into()];
+        };
+        let state: Value = res.body_mut().read_json().unwrap_or_default();
+        state["denials"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .filter(|d| !expected.iter().any(|a| d["action"] == a.as_str()))
+            .map(|d| {
+                format!(
+                    "  AccessDenied {} on {}: {}",
+                    d["action"].as_str().unwrap_or("?"),
+                    d["resource"].as_str().unwrap_or("?"),
+                    d["by"].as_str().unwrap_or("?")
+                )
+            })
+            .collect()
+    }
+
+    /// The denials of the binary's requests so far: (action, resource).
+    pub fn denials(&self) -> Vec<(String, String)> {
+        self.get("/policy")["denials"]
+            .as_array()
+            .expect("denials")
+            .iter()
+            .map(|d| {
+                (
+                    d["action"].as_str().unwrap_or_default().to_owned(),
+                    d["resource"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect()
     }
 
     /// A bootstrap document pointing at the SES emulator's STARTTLS port.
@@ -309,17 +453,31 @@ impl Env {
     }
 
     /// Creates a secret and enables rotation on it; returns its ARN.
+    /// In `Scope=single` the secret is one deployed stack's (its role policy is added); in
+    /// `Scope=shared` it carries `ses-smtp-rotator:managed=true` (and the KMS key), as
+    /// deploy/app-stack.yaml creates it.
     pub fn create_secret(&self, name: &str, doc: &Value) -> String {
-        let out = self
-            .block_on(
-                self.sm
-                    .create_secret()
-                    .name(name)
-                    .secret_string(doc.to_string())
-                    .send(),
-            )
-            .expect("create secret");
+        let mut req = self
+            .sm
+            .create_secret()
+            .name(name)
+            .secret_string(doc.to_string());
+        if let Scope::Shared { kms } = &self.scope {
+            req = req.tags(
+                aws_sdk_secretsmanager::types::Tag::builder()
+                    .key("ses-smtp-rotator:managed")
+                    .value("true")
+                    .build(),
+            );
+            if let Some(k) = kms {
+                req = req.kms_key_id(k);
+            }
+        }
+        let out = self.block_on(req.send()).expect("create secret");
         let arn = out.arn().expect("arn").to_owned();
+        if self.scope == Scope::Single {
+            self.deploy_single_stack(&arn, doc["iam_user"].as_str());
+        }
         self.post(
             "/secret/rotation",
             json!({"secret_id": arn, "enabled": true}),
@@ -790,6 +948,8 @@ impl Env {
             lambdas: Vec::new(),
             lambda_logs: Vec::new(),
             agent,
+            scope: Scope::Single,
+            expected_denials: std::sync::Mutex::new(Vec::new()),
         }
     }
 }

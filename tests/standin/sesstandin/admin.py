@@ -38,6 +38,15 @@ Faults and latency on the AWS endpoint
     GET  /faults, POST /faults {"service", "action", "mode", "count"?=1, ...}, DELETE /faults
     GET  /latency, POST /latency {"service"?="*", "action"?="*", "seconds", "where"?="before"}, DELETE /latency
     GET  /requests        -> the AWS requests seen by moto (see FaultMiddleware.list_requests)
+Role policy of the function (sesstandin/policy.py): requests signed with lambda_env's
+credentials are authorized against these policies; everyone else's are not
+    POST /policy          {"label", "variant", "template"?="template.yaml", "parameters"?, "physical"?,
+                          "imports"?} -> {"label", "variant", "statements", "environment"}: renders the
+                          template's RotatorRole policy for one deployed stack and adds it (a request is
+                          allowed when one stack's policy allows it); or {"missing_key_answer":
+                          "AccessDenied"|"NoSuchEntity"} (GetAccessKeyLastUsed of a key that does not
+                          exist: AWS's answer, the default, or moto's), or {"enforce": false}
+    GET  /policy          -> {"enforce", "principal", "missing_key_answer", "policies", "decisions", "denials"}
 Process
     POST /reset           -> moto reset + knobs, faults, latency and records cleared
     GET  /health          -> {"ok": true}
@@ -212,6 +221,27 @@ def requests(st: Standin, q: Query, body: Body) -> Any:
 
 
 # -- process ------------------------------------------------------------------------------
+def policy(st: Standin, q: Query, body: Body) -> Any:
+    return st.authorizer.state()
+
+
+def set_policy(st: Standin, q: Query, body: Body) -> Any:
+    from .policy import MISSING_KEY_ANSWERS
+
+    a = st.authorizer
+    if "missing_key_answer" in body:
+        if body["missing_key_answer"] not in MISSING_KEY_ANSWERS:
+            raise ApiError(400, "ValidationError", f"missing_key_answer must be one of {MISSING_KEY_ANSWERS}")
+        a.missing_key_answer = body["missing_key_answer"]
+    if "enforce" in body:
+        a.enforce = bool(body["enforce"])
+    if "label" not in body:
+        return a.state()
+    return a.add(need(body, "label"), need(body, "variant"), body.get("template", "template.yaml"),
+                 {k: str(v) for k, v in (body.get("parameters") or {}).items()},
+                 dict(body.get("physical") or {}), dict(body.get("imports") or {}))
+
+
 def reset(st: Standin, q: Query, body: Body) -> Any:
     st.reset()
     return {"ok": True}
@@ -247,6 +277,8 @@ ROUTES: dict[tuple[str, str], Handler] = {
     ("DELETE", "/latency"): clear_latency,
     ("GET", "/requests"): requests,
     ("POST", "/reset"): reset,
+    ("GET", "/policy"): policy,
+    ("POST", "/policy"): set_policy,
 }
 
 

@@ -14,6 +14,7 @@ from .common import FUNCTION_NAME, ApiError
 from .faults import FaultMiddleware
 from .moto_patches import DEFAULT_IAM_CONFIG, IAM_CONFIG, Moto, patch_moto
 from .orchestrator import Orchestrator
+from .policy import ROLE_ACCESS_KEY_ID, ROLE_SECRET_ACCESS_KEY, ROLE_SESSION_TOKEN, Authorizer
 from .runtime import RuntimeApi, RuntimeHandler
 from .smtp import SesSmtp
 
@@ -36,6 +37,7 @@ class Standin:
         self.orchestrator = Orchestrator(self.moto, self.runtime, self.function_arn)
         self.smtps: dict[str, SesSmtp] = {}
         self.servers: list[Any] = []
+        self.authorizer = Authorizer(self.moto, FUNCTION_NAME)
 
     @property
     def smtp(self) -> SesSmtp:
@@ -68,6 +70,7 @@ class Standin:
         # 1. moto, behind the fault middleware. threaded=True: one thread per request, so a
         # delayed request never holds up another.
         self.faults = FaultMiddleware(DomainDispatcherApplication(create_backend_app))
+        self.faults.authorizer = self.authorizer
         moto_srv = make_server("127.0.0.1", 0, self.faults, threaded=True, request_handler=MotoRequestHandler)
         self.servers.append(moto_srv)
         threading.Thread(target=moto_srv.serve_forever, name="moto", daemon=True).start()
@@ -118,8 +121,12 @@ class Standin:
                 "AWS_REGION": self.region,
                 "AWS_DEFAULT_REGION": self.region,
                 "AWS_ENDPOINT_URL": endpoint,
-                "AWS_ACCESS_KEY_ID": "test",
-                "AWS_SECRET_ACCESS_KEY": "test",
+                # The function's role's temporary credentials, as Lambda gives them: every
+                # request signed with them is authorized against the role policy rendered from
+                # template.yaml (POST /policy; sesstandin/policy.py).
+                "AWS_ACCESS_KEY_ID": ROLE_ACCESS_KEY_ID,
+                "AWS_SECRET_ACCESS_KEY": ROLE_SECRET_ACCESS_KEY,
+                "AWS_SESSION_TOKEN": ROLE_SESSION_TOKEN,
                 "SSL_CERT_FILE": ca_file,
                 # The emulators listen on localhost, which is no SES endpoint: allow it, as
                 # an operator allows an own relay (DESIGN: the acceptance tests run so).
@@ -135,6 +142,7 @@ class Standin:
         self.faults.clear()
         self.faults.clear_latency()
         self.faults.clear_records()
+        self.authorizer.clear()
         for smtp in self.smtps.values():
             smtp.clear(config_too=True)
         self.runtime.clear()

@@ -128,6 +128,9 @@ class FaultMiddleware:
         self.requests: collections.deque[dict[str, Any]] = collections.deque(maxlen=10000)
         self.created_keys: list[dict[str, Any]] = []
         self.deleted_keys: list[dict[str, Any]] = []
+        # The role policy of the function (policy.Authorizer), set by the Standin: every
+        # request the function signs is authorized before faults and moto see it.
+        self.authorizer: Any = None
 
     # -- configuration -------------------------------------------------------------------
     def add(self, fault: dict[str, Any]) -> dict[str, Any]:
@@ -305,6 +308,15 @@ class FaultMiddleware:
             self._note(entry, latency_seconds=before + after)
         if before:
             time.sleep(before)
+        if self.authorizer is not None and self.authorizer.is_function(environ):
+            refused = self.authorizer.authorize(service, action, environ)
+            if refused is not None:
+                status, headers, body = refused
+                code = int(status.split()[0])
+                self._note(entry, status=code, end_time=time.time(), error_code=error_code_of(body),
+                           authorization="denied")
+                start_response(status, headers)
+                return [body]
         fault = self._take(service, action) if action else None
         delay = 0.0
         if fault is not None:

@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""Least privilege, measured: which granted actions the tests exercised, per deployment variant.
+
+    python tests/standin/policy_report.py USAGE_DIR
+
+Every stand-in started with STANDIN_POLICY_USAGE_DIR writes there, per variant of the role
+policy it enforced (single, shared, shared-kms), the actions that policy grants and how many of
+the binary's requests each one allowed (sesstandin/policy.py). This script adds them up over the
+whole test run and prints, per variant, every granted action with its count. An action no test
+exercised must be justified in template.yaml by a comment
+
+    # not-exercised-by-tests: ACTION [ACTION ...]: why
+
+or the script fails: either a test is missing or the grant is not needed.
+
+It also checks that README.md's "Least privilege" table of the execution role names exactly
+the actions the template grants (rendered by deploy/cfn.py for the same variants), so the
+documentation and the policy cannot drift. Exit status 1 on any finding.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "standin"))
+
+from sesstandin.policy import render  # noqa: E402
+
+ACCOUNT, REGION = "123456789012", "us-east-1"
+KMS = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+SECRET = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:smtp-AbCdEf"
+# The variants the end-to-end tests run under (tests/common: Scope), rendered here alike.
+VARIANTS = {
+    "single": ({"SmtpIamUserName": "ses-smtp"}, {"SmtpSecret": SECRET, "SmtpUser": "ses-smtp"}),
+    "shared": ({"Scope": "shared"}, {}),
+    "shared-kms": ({"Scope": "shared", "KmsKeyArn": KMS}, {}),
+}
+
+
+def justified(template_text: str) -> dict[str, str]:
+    """action -> reason, from the template's not-exercised-by-tests comments (a reason may go
+    on over the following comment lines)."""
+    out: dict[str, str] = {}
+    lines = template_text.splitlines()
+    for i, line in enumerate(lines):
+        m = re.match(r"\s*#\s*not-exercised-by-tests:\s*((?:[a-z0-9-]+:[A-Za-z0-9*]+\s*)+):\s*(.*)", line)
+        if not m:
+            continue
+        reason = [m.group(2).strip()]
+        for nxt in lines[i + 1:]:
+            c = re.match(r"\s*#\s?(.*)", nxt)
+            if not c or "not-exercised-by-tests:" in nxt:
+                break
+            reason.append(c.group(1).strip())
+        for action in m.group(1).split():
+            out[action] = " ".join(reason)
+    return out
+
+
+def readme_actions(readme: str) -> set[str]:
+    """The actions named in the first column of README's execution-role table (a row like
+    `secretsmanager:DescribeSecret`, `GetSecretValue` names both with the first's prefix)."""
+    sect = readme.split("Execution role of the function (`RotatorRole`):", 1)[1].split("\n\n", 2)[1]
+    actions: set[str] = set()
+    for row in sect.splitlines()[2:]:
+        first = row.split("|")[1]
+        prefix = None
+        for name in re.findall(r"`([A-Za-z0-9:*-]+)`", first):
+            if ":" in name:
+                prefix = name.split(":", 1)[0]
+                actions.add(name)
+            elif prefix:
+                actions.add(f"{prefix}:{name}")
+    return actions
+
+
+def main() -> int:
+    usage_dir = Path(sys.argv[1])
+    merged: dict[str, dict[str, object]] = {}
+    files = sorted(usage_dir.glob("standin-*.json"))
+    for f in files:
+        try:
+            data = json.loads(f.read_text())
+        except ValueError:
+            continue
+        for variant, u in data.items():
+            m = merged.setdefault(variant, {"granted": set(), "exercised": {}})
+            m["granted"] |= set(u["granted"])  # type: ignore[operator]
+            for action, n in u["exercised"].items():
+                m["exercised"][action] = m["exercised"].get(action, 0) + n  # type: ignore[union-attr,index]
+    template = (ROOT / "template.yaml").read_text()
+    reasons = justified(template)
+    failed = 0
+    print(f"role policy usage over {len(files)} stand-ins (template.yaml's RotatorRole, per variant):")
+    for variant in VARIANTS:
+        params, physical = VARIANTS[variant]
+        policy, _ = render("template.yaml", params, physical, {}, REGION, ACCOUNT)
+        granted = set()
+        for st in policy["statements"]:
+            if st["Effect"] == "Allow":
+                granted.update(st["Action"] if isinstance(st["Action"], list) else [st["Action"]])
+        m = merged.get(variant)
+        if m is None:
+            print(f"  {variant}: FAIL no test ran under this variant")
+            failed = 1
+            continue
+        exercised: dict[str, int] = m["exercised"]  # type: ignore[assignment]
+        print(f"  {variant}:")
+        for action in sorted(granted):
+            n = exercised.get(action, 0)
+            if n:
+                print(f"    {action:38} exercised {n:6} times")
+            elif action in reasons:
+                print(f"    {action:38} not exercised (justified: {reasons[action]})")
+            else:
+                print(f"    {action:38} FAIL not exercised by any test and not justified in template.yaml")
+                failed = 1
+    documented = readme_actions((ROOT / "README.md").read_text())
+    rendered: set[str] = set()
+    for params, physical in VARIANTS.values():
+        policy, _ = render("template.yaml", params, physical, {}, REGION, ACCOUNT)
+        for st in policy["statements"]:
+            rendered.update(st["Action"] if isinstance(st["Action"], list) else [st["Action"]])
+    if documented != rendered:
+        print("  README.md FAIL the execution-role table differs from template.yaml's policy:"
+              f" only in README {sorted(documented - rendered)}, only in the template {sorted(rendered - documented)}")
+        failed = 1
+    else:
+        print(f"  README.md: the execution-role table names exactly the {len(rendered)} granted actions")
+    return failed
+
+
+if __name__ == "__main__":
+    sys.exit(main())
