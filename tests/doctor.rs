@@ -828,3 +828,87 @@ fn a_temporary_failure_is_not_called_a_rejection() {
     expect(&v, "auth", "fail", "try again");
     d.assert_no_secrets_printed();
 }
+
+/// README's documented policy for `doctor` (the block between the doctor-policy markers),
+/// placeholders filled in.
+fn readme_doctor_policy(region: &str, account: &str, name: &str, user: &str) -> Value {
+    let readme =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+            .expect("README");
+    let block = readme
+        .split("<!-- doctor-policy:begin -->")
+        .nth(1)
+        .and_then(|s| s.split("<!-- doctor-policy:end -->").next())
+        .expect("README has the doctor policy block");
+    let json_text = block
+        .trim()
+        .trim_start_matches("```json")
+        .trim_end_matches("```")
+        .replace("<region>", region)
+        .replace("<account>", account)
+        .replace("<name>", name)
+        .replace("<path>", common::USER_PATH)
+        .replace("<user>", user);
+    serde_json::from_str(&json_text).expect("the README's doctor policy is JSON")
+}
+
+#[test]
+fn doctor_needs_no_more_than_the_permissions_readme_documents() {
+    let mut d = Doctor::start();
+    d.env.create_user("sender");
+    let (id, secret) = d.key("sender");
+    let region = d.region();
+    let pw = d.password(&secret, &region);
+    let doc = d.doc("sender", &id, &pw);
+    // Created as the operator (no rotation stack's policy is bound): doctor's credentials get
+    // README's policy and nothing else.
+    let arn = d
+        .env
+        .block_on(
+            d.env
+                .sm
+                .create_secret()
+                .name("smtp")
+                .secret_string(doc.to_string())
+                .send(),
+        )
+        .expect("create")
+        .arn()
+        .expect("arn")
+        .to_owned();
+    let account = d.env.info["account"].as_str().expect("account").to_owned();
+    let policy = readme_doctor_policy(&region, &account, "smtp", "sender");
+    d.env.post(
+        "/policy",
+        json!({"label": "doctor", "variant": "doctor", "statements": policy["Statement"]}),
+    );
+    let lambda_env = d.env.info["lambda_env"].clone();
+    let creds: Vec<(&str, &str)> = [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+    ]
+    .iter()
+    .map(|k| (*k, lambda_env[*k].as_str().expect("credential")))
+    .collect();
+    let r = d.run(&["doctor", "--json", "--secret-id", &arn], "", &creds, &[]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let v = r.json();
+    expect(&v, "iam-key", "pass", &id);
+    expect(&v, "auth", "pass", "235");
+    let used: Vec<String> = d.env.get("/policy")["decisions"]
+        .as_array()
+        .expect("decisions")
+        .iter()
+        .filter(|x| x["decision"] == "allow")
+        .filter_map(|x| x["action"].as_str().map(str::to_owned))
+        .collect();
+    for action in [
+        "secretsmanager:GetSecretValue",
+        "iam:ListAccessKeys",
+        "iam:GetAccessKeyLastUsed",
+    ] {
+        assert!(used.iter().any(|a| a == action), "{action}: {used:?}");
+    }
+    assert!(d.env.denials().is_empty(), "{:?}", d.env.denials());
+}

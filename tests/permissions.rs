@@ -93,6 +93,36 @@ fn shared_scope_reaches_only_tagged_secrets_and_users_under_its_path() {
     assert_ok(&env.rotate(&billing, None));
     assert_invariants(&env, &billing, "billing-smtp");
 
+    // A document whose current key is another team's user's (under the path, so the role may
+    // read who owns it): refused by name before any change.
+    env.create_user("other-team");
+    env.create_user("fresh-smtp");
+    let other_key = env
+        .block_on(env.iam.create_access_key().user_name("other-team").send())
+        .expect("key");
+    let other_id = other_key
+        .access_key()
+        .expect("key")
+        .access_key_id()
+        .to_owned();
+    let mut doc = env.bootstrap_doc("fresh-smtp");
+    doc["username"] = other_id.clone().into();
+    doc["password"] = "BMPPgbAHoFVbze1Ud0oA5uNdXRwUXUZ+qOwphGJbl/cS".into();
+    let wrong = env.create_secret("wrong/smtp", &doc);
+    let token = env.pending(&wrong);
+    let before = env.snapshot("fresh-smtp", &wrong);
+    let r = env.rotate(&wrong, Some(&token));
+    common::assert_refused(
+        &env,
+        &wrong,
+        "fresh-smtp",
+        &r,
+        "KeyBelongsToOtherUser",
+        "other-team",
+        &before,
+    );
+    assert_eq!(env.keys("other-team").len(), 1);
+
     // A secret without the managed tag: Secrets Manager refuses the function its first call.
     let untagged = env
         .block_on(
@@ -115,7 +145,7 @@ fn shared_scope_reaches_only_tagged_secrets_and_users_under_its_path() {
     assert_eq!(r["ok"], false, "{r:#}");
     let s = steps(&r);
     assert_eq!(s[0].2, "SecretsManagerError", "{r:#}");
-    assert!(s[0].1 == false && r.to_string().contains("AccessDenied"), "{r:#}");
+    assert!(!s[0].1 && r.to_string().contains("AccessDenied"), "{r:#}");
     assert_eq!(
         env.denials(),
         vec![("secretsmanager:DescribeSecret".to_owned(), untagged.clone())]
@@ -172,7 +202,10 @@ fn a_secret_under_a_customer_managed_key_rotates_through_secrets_manager_only() 
     );
     let r = env.rotate(&other, None);
     assert_eq!(r["ok"], false, "{r:#}");
-    assert!(r.to_string().contains("Access to KMS is not allowed"), "{r:#}");
+    assert!(
+        r.to_string().contains("Access to KMS is not allowed"),
+        "{r:#}"
+    );
     assert!(env.keys("alerts-smtp").is_empty());
     assert_eq!(
         env.denials(),
@@ -242,7 +275,10 @@ fn pending_key_deleted(answer: &str) {
         // AccessDenied is also what IAM answers for a key too new to be visible: while the
         // attempt that made it is recent the step waits (retryable, nothing changed).
         assert_eq!(r["error_type"], "KeyNotYetVisible", "{r:#}");
-        assert_eq!(env.version_with(&arn, "AWSPENDING").as_deref(), Some(token.as_str()));
+        assert_eq!(
+            env.version_with(&arn, "AWSPENDING").as_deref(),
+            Some(token.as_str())
+        );
         age_marker(&env, "ses-smtp", 600);
         r = env.invoke("setSecret", &arn, &token);
     }

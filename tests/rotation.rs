@@ -456,7 +456,10 @@ fn bad_secrets_are_refused_and_change_nothing() {
         .unwrap();
     let other_id = other_key.access_key().unwrap().access_key_id().to_owned();
 
-    // The current key belongs to another IAM user.
+    // The current key belongs to another IAM user, one this stack's role may not inspect:
+    // GetAccessKeyLastUsed is denied for it (as in AWS), so the function cannot name the owner
+    // and refuses it as not this user's key. (Where the role may read the owner, shared scope,
+    // it is named: tests/permissions.rs.)
     let mut doc = env.bootstrap_doc("ses-smtp");
     doc["username"] = other_id.clone().into();
     doc["password"] = "BMPPgbAHoFVbze1Ud0oA5uNdXRwUXUZ+qOwphGJbl/cS".into();
@@ -465,10 +468,11 @@ fn bad_secrets_are_refused_and_change_nothing() {
         "wrong-user",
         "ses-smtp",
         &doc,
-        "KeyBelongsToOtherUser",
-        "someone-else",
+        "CurrentKeyMissing",
+        "belongs to a user this function may not inspect",
     );
     assert_eq!(env.keys("someone-else").len(), 1);
+    env.expect_denial("iam:GetAccessKeyLastUsed");
 
     // Temporary credentials.
     let mut doc = env.bootstrap_doc("ses-smtp");
@@ -510,10 +514,13 @@ fn bad_secrets_are_refused_and_change_nothing() {
     );
     assert!(r.to_string().contains("Adopt it"), "{r:#}");
 
-    // Missing IAM user.
+    // Missing IAM user: IAM authorizes before it looks the user up, and a user that does not
+    // exist has no path, so the role (users under /ses-smtp/) is denied reading it.
     let arn = env.create_secret("no-user", &env.bootstrap_doc("ghost"));
     let r = env.rotate(&arn, None);
-    assert_eq!(steps(&r)[0].2, "NoSuchUser", "{r:#}");
+    assert_eq!(steps(&r)[0].2, "UserNotPermitted", "{r:#}");
+    assert!(r.to_string().contains("IAM user ghost"), "{r:#}");
+    env.expect_denial("iam:GetUser");
     env.stop_lambda();
     env.assert_no_secrets_leaked(None);
 }

@@ -288,42 +288,8 @@ fn fault_matrix_throttled() {
     fault_matrix("throttle");
 }
 
-#[test]
-fn a_pending_key_deleted_by_hand_unblocks_the_next_rotation() {
-    let (env, arn) = setup(&[]);
-    assert_ok(&env.rotate(&arn, None));
-    let token = env.pending(&arn);
-    assert_eq!(env.invoke("createSecret", &arn, &token)["ok"], true);
-    let current_key = env.current_key(&arn);
-    let pending = env
-        .all_docs(&arn)
-        .into_iter()
-        .find(|d| d["username"].as_str().is_some_and(|u| u != current_key))
-        .expect("pending doc");
-    let key = pending["username"].as_str().expect("key").to_owned();
-    env.block_on(
-        env.iam
-            .delete_access_key()
-            .user_name("ses-smtp")
-            .access_key_id(&key)
-            .send(),
-    )
-    .expect("delete");
-    let current_before = env.doc(&arn, "AWSCURRENT");
-    let r = env.invoke("setSecret", &arn, &token);
-    assert_eq!(r["error_type"], "PendingKeyGone", "{r:#}");
-    let msg = r["error_message"].as_str().expect("message");
-    assert!(
-        msg.contains(&key) && msg.contains("next rotation starts fresh"),
-        "{msg}"
-    );
-    // AWSPENDING is off that version; nothing else changed.
-    assert_eq!(env.version_with(&arn, "AWSPENDING"), None);
-    assert_eq!(env.doc(&arn, "AWSCURRENT"), current_before);
-    // A new rotation is not blocked and completes.
-    assert_ok(&env.rotate(&arn, None));
-    assert_invariants(&env, &arn, "ses-smtp");
-}
+// A pending key deleted by hand: tests/permissions.rs, under both of IAM's answers for a key
+// that no longer exists.
 
 #[test]
 fn a_pending_version_for_another_destination_is_never_tested_nor_promoted() {

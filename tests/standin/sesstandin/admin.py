@@ -41,8 +41,9 @@ Faults and latency on the AWS endpoint
 Role policy of the function (sesstandin/policy.py): requests signed with lambda_env's
 credentials are authorized against these policies; everyone else's are not
     POST /policy          {"label", "variant", "template"?="template.yaml", "parameters"?, "physical"?,
-                          "imports"?} -> {"label", "variant", "statements", "environment"}: renders the
-                          template's RotatorRole policy for one deployed stack and adds it (a request is
+                          "imports"?, "statements"?} -> {"label", "variant", "statements", "environment"}:
+                          renders the template's RotatorRole policy for one deployed stack (or takes the
+                          given statements, e.g. README's doctor policy) and adds it (a request is
                           allowed when one stack's policy allows it); or {"missing_key_answer":
                           "AccessDenied"|"NoSuchEntity"} (GetAccessKeyLastUsed of a key that does not
                           exist: AWS's answer, the default, or moto's), or {"enforce": false}
@@ -237,9 +238,12 @@ def set_policy(st: Standin, q: Query, body: Body) -> Any:
         a.enforce = bool(body["enforce"])
     if "label" not in body:
         return a.state()
+    statements = body.get("statements")
+    if statements is not None and not isinstance(statements, list):
+        raise ApiError(400, "ValidationError", "'statements' must be a list of policy statements")
     return a.add(need(body, "label"), need(body, "variant"), body.get("template", "template.yaml"),
                  {k: str(v) for k, v in (body.get("parameters") or {}).items()},
-                 dict(body.get("physical") or {}), dict(body.get("imports") or {}))
+                 dict(body.get("physical") or {}), dict(body.get("imports") or {}), statements)
 
 
 def reset(st: Standin, q: Query, body: Body) -> Any:

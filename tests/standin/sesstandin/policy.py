@@ -403,9 +403,16 @@ class Authorizer:
 
     # -- configuration ---------------------------------------------------------------------
     def add(self, label: str, variant: str, template: str, parameters: dict[str, str],
-            physical: dict[str, str], imports: dict[str, str]) -> dict[str, Any]:
+            physical: dict[str, str], imports: dict[str, str],
+            statements: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """Adds (or replaces, by label) one stack's policy: rendered from ``template``, or
+        given as ``statements`` (a documented policy, e.g. README's for doctor)."""
         try:
-            policy, environment = render(template, parameters, physical, imports, self.moto.region, self.moto.account)
+            if statements is not None:
+                policy = {"statements": [{**st, "_policy": label} for st in statements], "managed": []}
+                environment: dict[str, str] = {}
+            else:
+                policy, environment = render(template, parameters, physical, imports, self.moto.region, self.moto.account)
             p = Policy(label, variant, policy["statements"], policy["managed"])
         except (cfn.Unresolved, PolicyError, KeyError) as e:
             from .common import ApiError
