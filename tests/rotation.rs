@@ -388,11 +388,11 @@ fn preamble_and_input_errors_change_nothing() {
         "not a JSON object",
         &before,
     );
-    let r = env.invoke(
-        "createSecret",
-        "arn:aws:secretsmanager:us-east-1:123456789012:secret:nope-AbCdEf",
-        &token,
-    );
+    // A missing secret: a stack's own secret deleted (any other secret is AccessDenied to a
+    // single-scope role before it is looked up: tests/permissions.rs).
+    let nope = "arn:aws:secretsmanager:us-east-1:123456789012:secret:nope-AbCdEf";
+    env.deploy_single_stack(nope, Some("ses-smtp"));
+    let r = env.invoke("createSecret", nope, &token);
     assert_refused(
         &env,
         &arn,

@@ -360,8 +360,9 @@ impl Env {
         self.post_policy(json!({"label": label, "variant": label, "parameters": parameters}));
     }
 
-    /// The role policy of one `Scope=single` stack for `secret`, whose user is `user`.
-    fn deploy_single_stack(&self, secret: &str, user: Option<&str>) {
+    /// The role policy of one `Scope=single` stack for `secret`, whose user is `user`
+    /// (`create_secret` calls it in `Scope::Single`).
+    pub fn deploy_single_stack(&self, secret: &str, user: Option<&str>) {
         let user = user
             .filter(|u| {
                 !u.is_empty()
@@ -423,6 +424,17 @@ impl Env {
                     d["by"].as_str().unwrap_or("?")
                 )
             })
+            .collect()
+    }
+
+    /// The actions the role policy allowed the binary so far (one entry per request).
+    pub fn allowed_actions(&self) -> Vec<String> {
+        self.get("/policy")["decisions"]
+            .as_array()
+            .expect("decisions")
+            .iter()
+            .filter(|d| d["decision"] == "allow")
+            .filter_map(|d| d["action"].as_str().map(str::to_owned))
             .collect()
     }
 

@@ -440,7 +440,7 @@ class Authorizer:
                 "missing_key_answer": self.missing_key_answer,
                 "policies": [{"label": p.label, "variant": p.variant, "statements": p.statements} for p in self.policies],
                 "decisions": [dict(d) for d in self.decisions],
-                "denials": [dict(d) for d in self.decisions if d["decision"] != "allow"],
+                "denials": [dict(d) for d in self.decisions if d["decision"] == "deny"],
             }
 
     def _write_usage(self) -> None:
