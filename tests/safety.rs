@@ -369,6 +369,11 @@ fn hostile_events_are_refused_by_name_and_change_nothing() {
     let other_token = env.pending(&other);
     let before = env.snapshot("ses-smtp", &arn);
     let huge = "H".repeat(1 << 20);
+    // The missing secret is a stack's own, deleted (another is AccessDenied before lookup).
+    env.deploy_single_stack(
+        "arn:aws:secretsmanager:us-east-1:123456789012:secret:nope-AbCdEf",
+        Some("ses-smtp"),
+    );
     let cases: Vec<(Value, &str, &str)> = vec![
         (
             json!({"SecretId": arn, "ClientRequestToken": token}),
@@ -585,14 +590,17 @@ fn hostile_documents_are_refused_by_field_and_change_nothing() {
             "MalformedSecret",
             "\"username\"",
         ),
+        // Another user's key: this stack's role may not inspect it (AccessDenied), so it is
+        // refused as not this user's key (shared scope names the owner: permissions.rs).
         (
             creds(json!(other_id), pw.clone()),
-            "KeyBelongsToOtherUser",
-            "someone-else",
+            "CurrentKeyMissing",
+            "may not inspect",
         ),
         (json!([v]), "MalformedSecret", "not an object"),
         (json!(v), "MalformedSecret", "not an object"),
     ];
+    env.expect_denial("iam:GetAccessKeyLastUsed");
     let n = cases.len();
     for (i, (doc, error_type, needle)) in cases.into_iter().enumerate() {
         let r = refused(&env, &format!("hostile-{i}"), &doc, error_type, needle);

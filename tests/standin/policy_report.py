@@ -67,7 +67,7 @@ def readme_actions(readme: str) -> set[str]:
     sect = readme.split("Execution role of the function (`RotatorRole`):", 1)[1].split("\n\n", 2)[1]
     actions: set[str] = set()
     for row in sect.splitlines()[2:]:
-        first = row.split("|")[1]
+        first = row.split("|")[1].split("(")[0]  # "(only with `KmsKeyArn`)" is no action
         prefix = None
         for name in re.findall(r"`([A-Za-z0-9:*-]+)`", first):
             if ":" in name:
