@@ -455,6 +455,10 @@ class Bench:
                "tls": "starttls", "region": self.ready["region"]}
         arn = self.sm.create_secret(Name=f"bench/{user}", SecretString=json.dumps(doc))["ARN"]
         self.admin("POST", "/secret/rotation", {"secret_id": arn, "enabled": True})
+        # Both rotators run under the role policy template.yaml deploys for this secret.
+        self.admin("POST", "/policy", {"label": f"single:{arn}", "variant": "single",
+                                       "parameters": {"SmtpIamUserName": user, "SmtpIamUserPath": "/"},
+                                       "physical": {"SmtpSecret": arn, "SmtpUser": user}})
         return arn
 
     def rotate(self, impl: Impl, p: subprocess.Popen, arn: str, log: str) -> tuple[dict, float, float, float]:

@@ -189,6 +189,11 @@ class Demo:
                      "tls": "starttls", "region": r["region"], "app": APP}
         self.arn = self.sm.create_secret(Name=SECRET_NAME, SecretString=json.dumps(bootstrap))["ARN"]
         self.admin("POST", "/secret/rotation", {"secret_id": self.arn, "enabled": True})
+        # The function runs under the role policy template.yaml deploys for this secret and
+        # user (Scope=single; the stand-in authorizes each of its AWS requests against it).
+        self.admin("POST", "/policy", {"label": "single", "variant": "single",
+                                       "parameters": {"SmtpIamUserName": USER, "SmtpIamUserPath": "/"},
+                                       "physical": {"SmtpSecret": self.arn, "SmtpUser": USER}})
         print(f"  IAM user {USER} created; secret {SECRET_NAME} created, rotation enabled")
         print(f"  bootstrap document: {json.dumps(bootstrap)}")
 
