@@ -458,7 +458,7 @@ class Bench:
         # Both rotators run under the role policy template.yaml deploys for this secret.
         self.admin("POST", "/policy", {"label": f"single:{arn}", "variant": "single",
                                        "parameters": {"SmtpIamUserName": user, "SmtpIamUserPath": "/"},
-                                       "physical": {"SmtpSecret": arn, "SmtpUser": user}})
+                                       "physical": {"SmtpSecret": arn}})
         return arn
 
     def rotate(self, impl: Impl, p: subprocess.Popen, arn: str, log: str) -> tuple[dict, float, float, float]:

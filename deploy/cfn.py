@@ -10,7 +10,9 @@ function reference" and "Pseudo parameters reference"):
 
 * ``Ref`` to a parameter (a String or Number parameter is its string value, a
   CommaDelimitedList a list of strings split on ","), to a pseudo parameter, or to a resource:
-  its physical id, which the caller supplies (``physical``), since only a deployment makes it;
+  its physical id, which is the rendered name property where the template sets one
+  (:data:`NAME_PROPERTIES`: ``UserName``, ``LogGroupName``, ...), else supplied by the caller
+  (``physical``: a secret's ARN, say, whose suffix only a deployment makes);
   ``AWS::NoValue`` removes the property or list item.
 * ``Fn::GetAtt`` for the attributes of the resource types this project's templates read
   (:data:`ATTRIBUTES`), built from the supplied physical ids the way AWS names them.
@@ -32,9 +34,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
-
-ROOT = Path(__file__).resolve().parent.parent
+from typing import Any, Callable
 
 # The intrinsic functions this renderer evaluates. A template that uses any other outside its
 # Rules section is refused by :func:`check_intrinsics`.
@@ -42,9 +42,6 @@ SUPPORTED = frozenset({
     "Ref", "Condition", "Fn::If", "Fn::Equals", "Fn::Not", "Fn::And", "Fn::Or", "Fn::Sub",
     "Fn::Join", "Fn::Split", "Fn::Select", "Fn::FindInMap", "Fn::GetAtt", "Fn::ImportValue",
 })
-# Valid only in a template's Rules section (checked by cfn-lint, never rendered).
-RULE_FUNCTIONS = frozenset({"Fn::Contains", "Fn::EachMemberEquals", "Fn::EachMemberIn",
-                            "Fn::RefAll", "Fn::ValueOf", "Fn::ValueOfAll"})
 
 NO_VALUE = object()
 
@@ -53,34 +50,44 @@ class Unresolved(Exception):
     """The template uses something this renderer does not resolve (or lacks a value for)."""
 
 
-def _arn_user(p: dict[str, str], physical: str, props: dict[str, Any]) -> str:
-    path = props.get("Path", "/")
-    return f"arn:{p['AWS::Partition']}:iam::{p['AWS::AccountId']}:user{path}{physical}"
+Prop = Callable[[str, str], Any]  # (property name, default) -> its rendered value
 
 
-def _arn_role(p: dict[str, str], physical: str, props: dict[str, Any]) -> str:
-    path = props.get("Path", "/")
-    return f"arn:{p['AWS::Partition']}:iam::{p['AWS::AccountId']}:role{path}{physical}"
+def _arn_user(p: dict[str, str], physical: str, prop: Prop) -> str:
+    return f"arn:{p['AWS::Partition']}:iam::{p['AWS::AccountId']}:user{prop('Path', '/')}{physical}"
 
 
-def _arn_log_group(p: dict[str, str], physical: str, props: dict[str, Any]) -> str:
+def _arn_role(p: dict[str, str], physical: str, prop: Prop) -> str:
+    return f"arn:{p['AWS::Partition']}:iam::{p['AWS::AccountId']}:role{prop('Path', '/')}{physical}"
+
+
+def _arn_log_group(p: dict[str, str], physical: str, prop: Prop) -> str:
     # AWS::Logs::LogGroup's Arn attribute ends in ":*" (CloudFormation resource reference).
     return f"arn:{p['AWS::Partition']}:logs:{p['AWS::Region']}:{p['AWS::AccountId']}:log-group:{physical}:*"
 
 
-def _arn_function(p: dict[str, str], physical: str, props: dict[str, Any]) -> str:
+def _arn_function(p: dict[str, str], physical: str, prop: Prop) -> str:
     return f"arn:{p['AWS::Partition']}:lambda:{p['AWS::Region']}:{p['AWS::AccountId']}:function:{physical}"
 
 
 # (resource type, attribute) -> how AWS builds it from the physical id and the resource's
-# rendered properties. Ref of an AWS::SecretsManager::Secret is its ARN (the physical id the
-# caller gives); of an AWS::IAM::User its name.
+# rendered properties.
 ATTRIBUTES = {
     ("AWS::IAM::User", "Arn"): _arn_user,
     ("AWS::IAM::Role", "Arn"): _arn_role,
     ("AWS::Logs::LogGroup", "Arn"): _arn_log_group,
     ("AWS::Lambda::Function", "Arn"): _arn_function,
     ("AWS::Serverless::Function", "Arn"): _arn_function,
+}
+
+# The property that names a resource of these types: when the template sets it, it is the
+# resource's physical id (its Ref). Without it CloudFormation generates the name.
+NAME_PROPERTIES = {
+    "AWS::IAM::User": "UserName",
+    "AWS::IAM::Role": "RoleName",
+    "AWS::Logs::LogGroup": "LogGroupName",
+    "AWS::Lambda::Function": "FunctionName",
+    "AWS::Serverless::Function": "FunctionName",
 }
 
 
@@ -191,10 +198,23 @@ class Renderer:
         if name in self.t.get("Resources", {}):
             if not self.exists(name):
                 raise Unresolved(f"Ref {name}: the resource's condition is false in this variant")
-            if name not in self.physical:
-                raise Unresolved(f"Ref {name}: no physical id given for it")
-            return self.physical[name]
+            return self.physical_id(name)
         raise Unresolved(f"Ref to unknown {name}")
+
+    def prop(self, resource: str) -> Prop:
+        """One rendered property of ``resource`` at a time (the others are not evaluated)."""
+        props = self.t["Resources"][resource].get("Properties", {})
+        return lambda name, default: self.ev(props[name]) if name in props else default
+
+    def physical_id(self, resource: str) -> str:
+        """The resource's physical id: given by the caller, or its rendered name property."""
+        if resource in self.physical:
+            return self.physical[resource]
+        name_prop = NAME_PROPERTIES.get(self.t["Resources"][resource]["Type"])
+        name = self.prop(resource)(name_prop, None) if name_prop else None
+        if name is None or name is NO_VALUE:
+            raise Unresolved(f"{resource}: no physical id given for it, and the template does not name it")
+        return str(name)
 
     def get_att(self, resource: str, attribute: str) -> str:
         r = self.t.get("Resources", {}).get(resource)
@@ -205,10 +225,7 @@ class Renderer:
         build = ATTRIBUTES.get((r["Type"], attribute))
         if build is None:
             raise Unresolved(f"Fn::GetAtt {resource}.{attribute} ({r['Type']}) is not resolved by deploy/cfn.py")
-        if resource not in self.physical:
-            raise Unresolved(f"Fn::GetAtt {resource}.{attribute}: no physical id given for it")
-        props = self.ev(r.get("Properties", {}))
-        return build(self.pseudo, self.physical[resource], props)
+        return build(self.pseudo, self.physical_id(resource), self.prop(resource))
 
     def sub(self, text: str, extra: dict[str, Any]) -> str:
         def one(m: re.Match[str]) -> str:

@@ -7,12 +7,12 @@ Run by deploy/lint.sh with the lint venv's Python (it uses cfn-lint's template d
 For every variant (Scope single/shared, ReplicaRegions unset/set/too many, alerting and KMS
 on/off, the application stack) it writes OUT_DIR/<variant>.json: the template with the
 variant's values as parameter defaults, so that cfn-lint, sam validate and checkov, which
-resolve conditions from defaults, each see that variant. It then evaluates the intrinsics
-that build values with deploy/cfn.py (strict: an intrinsic it does not resolve fails the variant) and checks the results that
-are easy to get wrong: the bootstrap document is valid JSON with a "regions" array exactly
-when ReplicaRegions is set, the replica list matches it, a sixth region is refused, the
-shared scope creates no secret, user or schedule, and the reserved concurrency is 1 for a
-single secret and none for the shared function. One line per variant; exit 1 on a failure.
+resolve conditions from defaults, each see that variant. It then computes the values the
+intrinsics build with deploy/cfn.py (strict: an intrinsic it does not resolve fails the run)
+and checks the results that are easy to get wrong: the bootstrap document is valid JSON
+with a "regions" array exactly when ReplicaRegions is set, the replica list matches it, a
+sixth region is refused, the shared scope creates no secret, user or schedule, and the
+reserved concurrency is 1 for a single secret and none for the shared function. One line per variant; exit 1 on a failure.
 """
 
 from __future__ import annotations
@@ -21,8 +21,6 @@ import copy
 import json
 import sys
 from pathlib import Path
-
-from cfnlint.decode import decode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cfn  # noqa: E402  (the strict renderer the tests' role policy comes from too)
@@ -147,16 +145,16 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     failed = 0
     for name, (path, values, exp) in VARIANTS.items():
-        template, matches = decode(str(ROOT / path))
-        if matches:
-            print(f"{name}: cannot parse {path}: {matches}")
+        try:
+            template = cfn.load(ROOT / path)
+        except cfn.Unresolved as e:
+            print(f"{name}: {e}")
             return 1
         rendered = copy.deepcopy(template)
         for k, v in values.items():
             rendered["Parameters"][k]["Default"] = v
         (out / f"{name}.json").write_text(json.dumps(rendered, indent=1))
         try:
-            cfn.check_intrinsics(template)
             summary = check(name, renderer(template, values), exp)
             print(f"  {name:24} ok    {summary}")
         except (AssertionError, KeyError, ValueError, TypeError, IndexError, cfn.Unresolved) as e:

@@ -143,7 +143,7 @@ pub enum Error {
     UserNotPermitted {
         /// The user.
         iam_user: String,
-        /// The configured path (`IAM_USER_PATH`), or `/` when unset.
+        /// The configured path (`IAM_USER_PATH`).
         allowed: String,
     },
     /// The pending key is missing or inactive in IAM (setSecret).

@@ -869,26 +869,11 @@ fn doctor_needs_no_more_than_the_permissions_readme_documents() {
     let region = d.region();
     // Created as the operator (no rotation stack's policy is bound): doctor's credentials get
     // README's policy and nothing else.
-    let arn = d
-        .env
-        .block_on(
-            d.env
-                .sm
-                .create_secret()
-                .name("smtp")
-                .secret_string(doc.to_string())
-                .send(),
-        )
-        .expect("create")
-        .arn()
-        .expect("arn")
-        .to_owned();
+    let arn = d.env.create_secret_as("smtp", &doc, false, None);
     let account = d.env.info["account"].as_str().expect("account").to_owned();
     let policy = readme_doctor_policy(&region, &account, "smtp", "sender");
-    d.env.post(
-        "/policy",
-        json!({"label": "doctor", "variant": "doctor", "statements": policy["Statement"]}),
-    );
+    d.env
+        .policy(json!({"label": "doctor", "variant": "doctor", "statements": policy["Statement"]}));
     let lambda_env = d.env.info["lambda_env"].clone();
     let creds: Vec<(&str, &str)> = [
         "AWS_ACCESS_KEY_ID",

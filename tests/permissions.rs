@@ -38,15 +38,12 @@ fn a_grant_missing_from_the_template_fails_the_rotation_and_names_what_it_lacked
     assert_ne!(without, template, "template.yaml grants iam:GetUser");
     let old = env.dir.join("template-without-getuser.yaml");
     std::fs::write(&old, without).expect("write");
-    env.post(
-        "/policy",
-        json!({
-            "label": format!("single:{arn}"), "variant": "single-old",
-            "template": old.to_str().expect("path"),
-            "parameters": {"SmtpIamUserName": "ses-smtp", "SmtpIamUserPath": USER_PATH},
-            "physical": {"SmtpSecret": arn, "SmtpUser": "ses-smtp"},
-        }),
-    );
+    env.policy(json!({
+        "label": format!("single:{arn}"), "variant": "single-old",
+        "template": old.to_str().expect("path"),
+        "parameters": {"SmtpIamUserName": "ses-smtp", "SmtpIamUserPath": USER_PATH},
+        "physical": {"SmtpSecret": arn},
+    }));
     // Secrets Manager makes the empty pending version first; nothing after it may change.
     let token = env.pending(&arn);
     let before = env.snapshot("ses-smtp", &arn);
@@ -136,21 +133,11 @@ fn shared_scope_reaches_only_tagged_secrets_and_users_under_its_path() {
     let (env, _billing) = shared_after_two_rotations(None);
 
     // A secret without the managed tag: Secrets Manager refuses the function its first call.
-    let untagged = env
-        .block_on(
-            env.sm
-                .create_secret()
-                .name("untagged/smtp")
-                .secret_string(env.bootstrap_doc("billing-smtp").to_string())
-                .send(),
-        )
-        .expect("create")
-        .arn()
-        .expect("arn")
-        .to_owned();
-    env.post(
-        "/secret/rotation",
-        json!({"secret_id": untagged, "enabled": true}),
+    let untagged = env.create_secret_as(
+        "untagged/smtp",
+        &env.bootstrap_doc("billing-smtp"),
+        false,
+        None,
     );
     let keys_before = env.keys("billing-smtp");
     let r = env.rotate(&untagged, None);
@@ -176,28 +163,11 @@ fn a_secret_under_a_customer_managed_key_rotates_through_secrets_manager_only() 
 
     // A managed secret under another key: the role may not use that key.
     env.create_user("alerts-smtp");
-    let other = env
-        .block_on(
-            env.sm
-                .create_secret()
-                .name("alerts/smtp")
-                .secret_string(env.bootstrap_doc("alerts-smtp").to_string())
-                .kms_key_id(OTHER_KMS_KEY)
-                .tags(
-                    aws_sdk_secretsmanager::types::Tag::builder()
-                        .key("ses-smtp-rotator:managed")
-                        .value("true")
-                        .build(),
-                )
-                .send(),
-        )
-        .expect("create")
-        .arn()
-        .expect("arn")
-        .to_owned();
-    env.post(
-        "/secret/rotation",
-        json!({"secret_id": other, "enabled": true}),
+    let other = env.create_secret_as(
+        "alerts/smtp",
+        &env.bootstrap_doc("alerts-smtp"),
+        true,
+        Some(OTHER_KMS_KEY),
     );
     let r = env.rotate(&other, None);
     assert_eq!(r["ok"], false, "{r:#}");
@@ -250,7 +220,7 @@ fn age_marker(env: &Env, user: &str, secs: i64) {
 /// AWS does (AccessDenied) or as moto does (NoSuchEntity): the rotation converges either way.
 fn pending_key_deleted(answer: &str) {
     let (env, arn) = setup(&[]);
-    env.post("/policy", json!({"missing_key_answer": answer}));
+    env.policy(json!({"missing_key_answer": answer}));
     assert_ok(&env.rotate(&arn, None));
     let token = env.pending(&arn);
     assert_eq!(env.invoke("createSecret", &arn, &token)["ok"], true);

@@ -357,12 +357,14 @@ impl Env {
         } else {
             "shared"
         };
-        self.post_policy(json!({"label": label, "variant": label, "parameters": parameters}));
+        self.policy(json!({"label": label, "variant": label, "parameters": parameters}));
     }
 
     /// The role policy of one `Scope=single` stack for `secret`, whose user is `user`
     /// (`create_secret` calls it in `Scope::Single`).
     pub fn deploy_single_stack(&self, secret: &str, user: Option<&str>) {
+        // A name the template's SmtpIamUserName pattern refuses (a hostile document's) could
+        // not have been deployed: the stack then serves the default user.
         let user = user
             .filter(|u| {
                 !u.is_empty()
@@ -371,15 +373,17 @@ impl Env {
                         .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c))
             })
             .unwrap_or("ses-smtp-sender");
-        self.post_policy(json!({
+        self.policy(json!({
             "label": format!("single:{secret}"),
             "variant": "single",
             "parameters": {"SmtpIamUserName": user, "SmtpIamUserPath": USER_PATH},
-            "physical": {"SmtpSecret": secret, "SmtpUser": user},
+            "physical": {"SmtpSecret": secret},
         }));
     }
 
-    fn post_policy(&self, body: Value) -> Value {
+    /// `POST /policy` (a stack's role policy, or a knob), failing the test when the stand-in
+    /// refuses it (a template it cannot render).
+    pub fn policy(&self, body: Value) -> Value {
         let mut res = self
             .agent
             .post(&self.url("/policy"))
@@ -387,10 +391,7 @@ impl Env {
             .expect("admin POST");
         let status = res.status();
         let v: Value = res.body_mut().read_json().expect("admin JSON");
-        assert!(
-            status.is_success(),
-            "rendering the role policy failed: {v:#}"
-        );
+        assert!(status.is_success(), "POST /policy refused: {v:#}");
         v
     }
 
@@ -469,27 +470,42 @@ impl Env {
     /// `Scope=shared` it carries `ses-smtp-rotator:managed=true` (and the KMS key), as
     /// deploy/app-stack.yaml creates it.
     pub fn create_secret(&self, name: &str, doc: &Value) -> String {
+        match &self.scope {
+            Scope::Single => {
+                let arn = self.create_secret_as(name, doc, false, None);
+                self.deploy_single_stack(&arn, doc["iam_user"].as_str());
+                arn
+            }
+            Scope::Shared { kms } => self.create_secret_as(name, doc, true, kms.as_deref()),
+        }
+    }
+
+    /// Creates a secret as an operator might, whatever the deployment: tagged
+    /// `ses-smtp-rotator:managed=true` or not, under a KMS key or not; no stack's policy is
+    /// added for it. Rotation is enabled on it; returns its ARN.
+    pub fn create_secret_as(
+        &self,
+        name: &str,
+        doc: &Value,
+        managed: bool,
+        kms: Option<&str>,
+    ) -> String {
         let mut req = self
             .sm
             .create_secret()
             .name(name)
-            .secret_string(doc.to_string());
-        if let Scope::Shared { kms } = &self.scope {
+            .secret_string(doc.to_string())
+            .set_kms_key_id(kms.map(str::to_owned));
+        if managed {
             req = req.tags(
                 aws_sdk_secretsmanager::types::Tag::builder()
                     .key("ses-smtp-rotator:managed")
                     .value("true")
                     .build(),
             );
-            if let Some(k) = kms {
-                req = req.kms_key_id(k);
-            }
         }
         let out = self.block_on(req.send()).expect("create secret");
         let arn = out.arn().expect("arn").to_owned();
-        if self.scope == Scope::Single {
-            self.deploy_single_stack(&arn, doc["iam_user"].as_str());
-        }
         self.post(
             "/secret/rotation",
             json!({"secret_id": arn, "enabled": true}),

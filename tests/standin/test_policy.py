@@ -73,7 +73,7 @@ def render(params: dict, physical: dict | None = None) -> tuple[P.Policy, dict]:
 
 
 @pytest.mark.parametrize("params,physical", [
-    ({"SmtpIamUserName": "u", "SmtpIamUserPath": "/team/"}, {"SmtpSecret": SECRET, "SmtpUser": "u"}),
+    ({"SmtpIamUserName": "u", "SmtpIamUserPath": "/team/"}, {"SmtpSecret": SECRET}),
     ({"Scope": "shared", "SmtpIamUserPath": "/team/"}, {}),
 ])
 def test_the_template_sets_iam_user_path_to_the_policys_path_in_both_scopes(params: dict, physical: dict) -> None:
@@ -87,7 +87,7 @@ def test_the_template_sets_iam_user_path_to_the_policys_path_in_both_scopes(para
 
 
 def test_single_scope_allows_one_secret_and_one_user() -> None:
-    policy, _ = render({"SmtpIamUserName": "u"}, {"SmtpSecret": SECRET, "SmtpUser": "u"})
+    policy, _ = render({"SmtpIamUserName": "u"}, {"SmtpSecret": SECRET})
     assert policy.evaluate("secretsmanager:PutSecretValue", SECRET, {})[0] == "allow"
     assert policy.evaluate("secretsmanager:PutSecretValue", SECRET.replace("smtp-", "other-"), {})[0] == "implicit"
     assert policy.evaluate("iam:GetUser", f"arn:aws:iam::{ACCT}:user/ses-smtp/v", {})[0] == "implicit"
@@ -108,7 +108,7 @@ def test_shared_scope_needs_the_tag_and_kms_only_through_secrets_manager() -> No
 
 
 def test_tag_writes_are_limited_to_the_rotators_own_tag_keys() -> None:
-    policy, _ = render({"SmtpIamUserName": "u"}, {"SmtpSecret": SECRET, "SmtpUser": "u"})
+    policy, _ = render({"SmtpIamUserName": "u"}, {"SmtpSecret": SECRET})
     user = f"arn:aws:iam::{ACCT}:user/ses-smtp/u"
     assert policy.evaluate("iam:TagUser", user, {"aws:TagKeys": ["ses-smtp-rotator:secret"]})[0] == "allow"
     assert policy.evaluate("iam:TagUser", user, {"aws:TagKeys": ["ses-smtp-rotator:x", "owner"]})[0] == "implicit"

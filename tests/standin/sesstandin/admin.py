@@ -46,8 +46,8 @@ credentials are authorized against these policies; everyone else's are not
                           given statements, e.g. README's doctor policy) and adds it (a request is
                           allowed when one stack's policy allows it); or {"missing_key_answer":
                           "AccessDenied"|"NoSuchEntity"} (GetAccessKeyLastUsed of a key that does not
-                          exist: AWS's answer, the default, or moto's), or {"enforce": false}
-    GET  /policy          -> {"enforce", "principal", "missing_key_answer", "policies", "decisions", "denials"}
+                          exist: AWS's answer, the default, or moto's)
+    GET  /policy          -> {"principal", "missing_key_answer", "policies", "decisions", "denials"}
 Process
     POST /reset           -> moto reset + knobs, faults, latency and records cleared
     GET  /health          -> {"ok": true}
@@ -234,8 +234,6 @@ def set_policy(st: Standin, q: Query, body: Body) -> Any:
         if body["missing_key_answer"] not in MISSING_KEY_ANSWERS:
             raise ApiError(400, "ValidationError", f"missing_key_answer must be one of {MISSING_KEY_ANSWERS}")
         a.missing_key_answer = body["missing_key_answer"]
-    if "enforce" in body:
-        a.enforce = bool(body["enforce"])
     if "label" not in body:
         return a.state()
     statements = body.get("statements")

@@ -43,31 +43,44 @@ def service_of(environ: dict[str, Any]) -> str:
     return ""
 
 
-def action_of(environ: dict[str, Any]) -> str:
-    """The action from ``X-Amz-Target`` (JSON protocol) or the ``Action`` form field (IAM's
-    query protocol). Reading the form puts the body back for moto."""
-    target = environ.get("HTTP_X_AMZ_TARGET", "")
-    if target and "." in target:
-        return target.split(".", 1)[1]
-    body = b""
-    length = environ.get("CONTENT_LENGTH")
-    try:
-        if length:
-            body = environ["wsgi.input"].read(int(length))
-        elif environ.get("wsgi.input_terminated"):
-            body = environ["wsgi.input"].read()
-    except Exception:  # pragma: no cover
-        body = b""
-    environ["wsgi.input"] = io.BytesIO(body)
-    environ["CONTENT_LENGTH"] = str(len(body))
-    environ["standin.form_body"] = body
+def request_body(environ: dict[str, Any]) -> bytes:
+    """The request's body, read once and put back for moto (``standin.body`` keeps it)."""
+    body = environ.get("standin.body")
+    if body is None:
+        length = environ.get("CONTENT_LENGTH")
+        try:
+            if length:
+                body = environ["wsgi.input"].read(int(length))
+            elif environ.get("wsgi.input_terminated"):
+                body = environ["wsgi.input"].read()
+            else:
+                body = b""
+        except Exception:  # pragma: no cover
+            body = b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+        environ["standin.body"] = body
+    return body
+
+
+def form_of(environ: dict[str, Any]) -> dict[str, list[str]]:
+    """The query string and, for a form-encoded body (IAM's query protocol), its fields."""
     params = parse_qs(environ.get("QUERY_STRING", ""))
     if "form" in environ.get("CONTENT_TYPE", "") or not environ.get("CONTENT_TYPE"):
         try:
-            params.update(parse_qs(body.decode("utf-8")))
+            params.update(parse_qs(request_body(environ).decode("utf-8")))
         except UnicodeDecodeError:
             pass
-    return (params.get("Action") or [""])[0]
+    return params
+
+
+def action_of(environ: dict[str, Any]) -> str:
+    """The action from ``X-Amz-Target`` (JSON protocol) or the ``Action`` form field (IAM's
+    query protocol)."""
+    target = environ.get("HTTP_X_AMZ_TARGET", "")
+    if target and "." in target:
+        return target.split(".", 1)[1]
+    return (form_of(environ).get("Action") or [""])[0]
 
 
 def error_code_of(body: bytes) -> str | None:
@@ -346,10 +359,7 @@ class FaultMiddleware:
             if service == "iam" and action == "DeleteAccessKey" and performed_ok:
                 # Which key of which user went: with CreateAccessKey's answers this replays how
                 # many keys a user held at any instant (GET /iam/deleted-keys).
-                try:
-                    form = parse_qs(environ.get("standin.form_body", b"").decode("utf-8"))
-                except UnicodeDecodeError:
-                    form = {}
+                form = form_of(environ)
                 with self.lock:
                     self.deleted_keys.append({"key_id": (form.get("AccessKeyId") or [""])[0],
                                               "user": (form.get("UserName") or [""])[0],

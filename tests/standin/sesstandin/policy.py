@@ -28,6 +28,7 @@ line here, which is also where its permission gets thought about.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -36,12 +37,13 @@ import threading
 import uuid
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
 
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "deploy"))
 
 import cfn  # noqa: E402  (deploy/cfn.py: the strict template renderer)
+
+from .faults import form_of, request_body  # noqa: E402
 
 # The credentials the stand-in hands the binary (lambda_env): temporary credentials of the
 # function's role, as Lambda gives them. Requests signed with any other key (the tests' own
@@ -197,13 +199,18 @@ class Policy:
         return "implicit", None, misses
 
 
+@functools.lru_cache(maxsize=8)
+def _load(path: Path, mtime_ns: int) -> dict[str, Any]:
+    """The decoded template, once per file version (a test binds a stack per secret it makes;
+    the Renderer never changes the template)."""
+    return cfn.load(path)
+
+
 def render(template: str, parameters: dict[str, str], physical: dict[str, str], imports: dict[str, str],
            region: str, account: str) -> tuple[dict[str, Any], dict[str, str]]:
     """The role policy and the function's environment of one stack of ``template``."""
-    t = cfn.load(ROOT / template)
-    # The function's own resources, named as the stand-in's function is.
-    physical = {"RotatorLogGroup": "/aws/lambda/standin-stack-rotator", "RotatorRole": ROLE_NAME,
-                "RotatorFunction": "ses-smtp-rotator", **physical}
+    path = ROOT / template
+    t = _load(path, path.stat().st_mtime_ns)
     r = cfn.Renderer(t, parameters, physical=physical, imports=imports, pseudo={
         "AWS::Region": region, "AWS::AccountId": account, "AWS::Partition": "aws",
         "AWS::StackName": "standin-stack", "AWS::URLSuffix": "amazonaws.com"})
@@ -221,26 +228,9 @@ class Request:
         self.described = described  # how AWS names the resource in an AccessDenied message
 
 
-def _form(environ: dict[str, Any]) -> dict[str, list[str]]:
-    body = environ.get("standin.form_body", b"")
-    try:
-        return parse_qs(body.decode("utf-8"))
-    except UnicodeDecodeError:
-        return {}
-
-
 def _json_body(environ: dict[str, Any]) -> dict[str, Any]:
-    import io
-
-    length = environ.get("CONTENT_LENGTH")
-    body = environ.get("standin.json_body")
-    if body is None:
-        body = environ["wsgi.input"].read(int(length)) if length else b""
-        environ["wsgi.input"] = io.BytesIO(body)
-        environ["CONTENT_LENGTH"] = str(len(body))
-        environ["standin.json_body"] = body
     try:
-        obj = json.loads(body or b"{}")
+        obj = json.loads(request_body(environ) or b"{}")
     except ValueError:
         return {}
     return obj if isinstance(obj, dict) else {}
@@ -255,13 +245,9 @@ def user_arn(moto: Any, name: str) -> str:
 
 
 def _user_tags(moto: Any, name: str) -> dict[str, str]:
-    user = moto.iam().users.get(name)
-    if user is None:
+    if name not in moto.iam().users:
         return {}
-    tags = getattr(user, "tags", {}) or {}
-    if isinstance(tags, dict):
-        return {t["Key"]: t["Value"] for t in tags.values()} if tags and isinstance(next(iter(tags.values())), dict) else dict(tags)
-    return {t["Key"]: t["Value"] for t in tags}
+    return {t["Key"]: t["Value"] for t in moto.iam().list_user_tags(name)}
 
 
 def _resource_tag_keys(prefix: str, tags: dict[str, str]) -> dict[str, Any]:
@@ -297,7 +283,7 @@ def request_context(moto: Any, service: str, action: str, environ: dict[str, Any
     and decryption")."""
     acct, region = moto.account, moto.region
     if service == "iam":
-        form = _form(environ)
+        form = form_of(environ)
         one = lambda k: (form.get(k) or [""])[0]  # noqa: E731
         if action in IAM_USER_ACTIONS:
             name = one("UserName")
@@ -379,8 +365,7 @@ class Authorizer:
     allows it and none denies it), the record of every decision, and the AccessDenied answers.
 
     With no policy loaded the function's requests are refused: a test must say which
-    deployment it runs as. ``off`` (POST /policy {"enforce": false}) lets everything through
-    and still records, for the few tests about something else entirely (none today)."""
+    deployment it runs as."""
 
     def __init__(self, moto: Any, function_name: str):
         self.moto = moto
@@ -388,10 +373,11 @@ class Authorizer:
         self.lock = threading.Lock()
         self.policies: list[Policy] = []
         self.decisions: list[dict[str, Any]] = []
-        self.enforce = True
         self.missing_key_answer = MISSING_KEY_DEFAULT
         self.usage_dir = os.environ.get("STANDIN_POLICY_USAGE_DIR") or None
-        self._usage: dict[str, dict[str, Any]] = {}
+        # variant -> action -> requests it allowed (written to STANDIN_POLICY_USAGE_DIR for
+        # tests/standin/policy_report.py).
+        self._usage: dict[str, dict[str, int]] = {}
         self._usage_file = None
         if self.usage_dir:
             Path(self.usage_dir).mkdir(parents=True, exist_ok=True)
@@ -420,22 +406,17 @@ class Authorizer:
             raise ApiError(400, "PolicyRenderError", f"{template} {parameters}: {e}") from e
         with self.lock:
             self.policies = [x for x in self.policies if x.label != label] + [p]
-            u = self._usage.setdefault(variant, {"granted": [], "exercised": {}})
-            u["granted"] = sorted(set(u["granted"]) | p.granted_actions())
-        self._write_usage()
         return {"label": label, "variant": variant, "statements": p.statements, "environment": environment}
 
     def clear(self) -> None:
         with self.lock:
             self.policies.clear()
             self.decisions.clear()
-            self.enforce = True
             self.missing_key_answer = MISSING_KEY_DEFAULT
 
     def state(self) -> dict[str, Any]:
         with self.lock:
             return {
-                "enforce": self.enforce,
                 "principal": self.principal,
                 "missing_key_answer": self.missing_key_answer,
                 "policies": [{"label": p.label, "variant": p.variant, "statements": p.statements} for p in self.policies],
@@ -446,11 +427,12 @@ class Authorizer:
     def _write_usage(self) -> None:
         if not self._usage_file:
             return
+        # Under the lock: two request threads must not write the same temporary file at once;
+        # the rename keeps the file whole for policy_report.py if the stand-in is killed.
         with self.lock:
-            data = json.dumps(self._usage, sort_keys=True)
-        tmp = self._usage_file.with_suffix(".tmp")
-        tmp.write_text(data)
-        tmp.replace(self._usage_file)
+            tmp = self._usage_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self._usage, sort_keys=True))
+            tmp.replace(self._usage_file)
 
     # -- a request -------------------------------------------------------------------------
     @staticmethod
@@ -464,7 +446,7 @@ class Authorizer:
         except MissingKey as e:
             return self._missing_key(str(e))
         except PolicyError as e:
-            return self._deny(service, action, "?", "?", f"the stand-in cannot authorize it: {e}", [])
+            return self._deny(service, action, "?", "?", f"the stand-in cannot authorize it: {e}")
         for req in reqs:
             with self.lock:
                 policies = list(self.policies)
@@ -483,26 +465,20 @@ class Authorizer:
                 misses = [f"{p.label}: {m}" for p, _, _, ms in verdicts for m in ms]
                 why = ("no statement allows it" + (" (" + "; ".join(misses) + ")" if misses else
                                                     f" (no statement grants {req.action} at all)"))
-            if not self.enforce:
-                self._record(req, "allow-unenforced", why, None)
-                continue
-            return self._deny(service, req.action, req.resource, req.described, why,
-                              [p.variant for p in policies], explicit=bool(denied_by))
+            return self._deny(service, req.action, req.resource, req.described, why, explicit=bool(denied_by))
         return None
 
-    def _record(self, req: Request, decision: str, by: str, variant: str | None) -> None:
-        changed = False
+    def _record(self, req: Request, decision: str, by: str, variant: str) -> None:
         with self.lock:
             self.decisions.append({"action": req.action, "resource": req.resource, "decision": decision, "by": by})
-            if variant is not None:
-                u = self._usage.setdefault(variant, {"granted": [], "exercised": {}})
-                changed = req.action not in u["exercised"]
-                u["exercised"][req.action] = u["exercised"].get(req.action, 0) + 1
+            used = self._usage.setdefault(variant, {})
+            changed = req.action not in used
+            used[req.action] = used.get(req.action, 0) + 1
         if changed:
             self._write_usage()
 
     def _deny(self, service: str, action: str, resource: str, described: str, why: str,
-              variants: list[str], explicit: bool = False) -> tuple[str, list[tuple[str, str]], bytes]:
+              explicit: bool = False) -> tuple[str, list[tuple[str, str]], bytes]:
         with self.lock:
             self.decisions.append({"action": action, "resource": resource, "decision": "deny", "by": why})
         if service == "secretsmanager" and action.startswith("kms:"):
