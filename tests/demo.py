@@ -192,7 +192,7 @@ class Demo:
         # The function runs under the role policy template.yaml deploys for this secret and
         # user (Scope=single; the stand-in authorizes each of its AWS requests against it).
         self.admin("POST", "/policy", {"label": "single", "variant": "single",
-                                       "parameters": {"SmtpIamUserName": USER, "SmtpIamUserPath": "/"}',
+                                       "parameters": {"SmtpIamUserName": USER, "SmtpIamUserPath": "/"},
                                        "physical": {"SmtpSecret": self.arn}})
         print(f"  IAM user {USER} created; secret {SECRET_NAME} created, rotation enabled")
         print(f"  bootstrap document: {json.dumps(bootstrap)}")
