@@ -546,6 +546,47 @@ impl Clients {
         Ok(())
     }
 
+    /// Sets several tags on the user in one TagUser request (IAM applies it as a whole).
+    ///
+    /// # Errors
+    /// [`Error::IamError`].
+    pub async fn tag_user_all(&self, user: &str, tags: &[(String, String)]) -> Result<(), Error> {
+        if tags.is_empty() {
+            return Ok(());
+        }
+        let mut req = self.iam.tag_user().user_name(user);
+        for (k, v) in tags {
+            let tag = aws_sdk_iam::types::Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .map_err(|e| Self::iam_err("TagUser", user, &e))?;
+            req = req.tags(tag);
+        }
+        req.send()
+            .await
+            .map_err(|e| Self::iam_err("TagUser", user, &e))?;
+        Ok(())
+    }
+
+    /// Removes several tags from the user in one UntagUser request.
+    ///
+    /// # Errors
+    /// [`Error::IamError`].
+    pub async fn untag_user_all(&self, user: &str, keys: &[String]) -> Result<(), Error> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        self.iam
+            .untag_user()
+            .user_name(user)
+            .set_tag_keys(Some(keys.to_vec()))
+            .send()
+            .await
+            .map_err(|e| Self::iam_err("UntagUser", user, &e))?;
+        Ok(())
+    }
+
     /// Removes one tag from the user.
     ///
     /// # Errors

@@ -31,6 +31,17 @@ impl OldKeyAction {
     }
 }
 
+/// Which secrets one deployment rotates (`ROTATION_SCOPE`, the template's `Scope`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RotationScope {
+    /// One secret and its one IAM user (default): the first rotation tags the user as the
+    /// secret's (`ses-smtp-rotator:secret`).
+    Single,
+    /// Every managed secret of the account: a user is served only when its owner tag already
+    /// names the secret (set by the stack that created both); the function never claims one.
+    Shared,
+}
+
 /// An optional real test send after AUTH, validated once at start.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TestSend {
@@ -55,6 +66,8 @@ pub struct Config {
     pub allowed_hosts: AllowedHosts,
     /// `IAM_USER_PATH`: rotate only users whose path is this one or below it.
     pub iam_user_path: Option<String>,
+    /// `ROTATION_SCOPE`: whether the function may claim an untagged user.
+    pub scope: RotationScope,
 }
 
 impl Default for Config {
@@ -66,6 +79,7 @@ impl Default for Config {
             test_send: None,
             allowed_hosts: AllowedHosts::default(),
             iam_user_path: None,
+            scope: RotationScope::Single,
         }
     }
 }
@@ -174,6 +188,17 @@ impl Config {
             }
             c.iam_user_path = Some(v.to_owned());
         }
+        if let Some(v) = get("ROTATION_SCOPE") {
+            c.scope = match v.trim().to_ascii_lowercase().as_str() {
+                "single" => RotationScope::Single,
+                "shared" => RotationScope::Shared,
+                _ => {
+                    return Err(Error::InvalidConfiguration(
+                        "ROTATION_SCOPE must be single or shared".into(),
+                    ));
+                }
+            };
+        }
         Ok(c)
     }
 }
@@ -213,8 +238,11 @@ mod tests {
             ("SMTP_CONNECT_TIMEOUT_SECONDS", "2"),
             ("TEST_SEND_FROM", "ops@example.com"),
             ("TEST_SEND_TO", "success@simulator.amazonses.com"),
+            ("ROTATION_SCOPE", "Shared"),
         ])
         .unwrap();
+        assert_eq!(c.scope, RotationScope::Shared);
+        assert_eq!(cfg(&[]).unwrap().scope, RotationScope::Single);
         assert_eq!(c.old_key_action, OldKeyAction::Delete);
         assert_eq!(c.smtp_test_timeout, Duration::from_secs(5));
         assert_eq!(c.smtp_connect_timeout, Duration::from_secs(2));
@@ -245,6 +273,7 @@ mod tests {
     fn refuses_bad_values_naming_the_variable() {
         for (pairs, name) in [
             (vec![("OLD_KEY_ACTION", "remove")], "OLD_KEY_ACTION"),
+            (vec![("ROTATION_SCOPE", "fleet")], "ROTATION_SCOPE"),
             (
                 vec![("SMTP_TEST_TIMEOUT_SECONDS", "0")],
                 "SMTP_TEST_TIMEOUT_SECONDS",

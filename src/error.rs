@@ -72,15 +72,20 @@ pub enum Error {
         #[source]
         source: SecretError,
     },
-    /// The pending version holds a document for a different user/endpoint than the current.
+    /// The pending version holds a document for a different user/endpoint than the current
+    /// (or no credentials): it can never be promoted, so AWSPENDING was removed from it.
     #[error(
-        "the AWSPENDING value of secret {secret_id} (version {token}) has no credentials, or names a different IAM user or SMTP destination (iam_user, host, port, tls, region, regions) than AWSCURRENT; its credentials are never tested or promoted; a version's value cannot be replaced, so cancel this rotation (aws secretsmanager cancel-rotate-secret) and start a new one"
+        "the AWSPENDING value of secret {secret_id} (version {token}) has no credentials, or differs from AWSCURRENT in {fields}; its credentials are never tested or promoted (AWSCURRENT was edited during the rotation, or the version was written behind its back). AWSPENDING was removed from that version{cleanup}, so the next rotation starts fresh: rotate again (aws secretsmanager rotate-secret --secret-id {secret_id}). AWSCURRENT was not changed"
     )]
     PendingMismatch {
         /// The secret.
         secret_id: String,
         /// The ClientRequestToken.
         token: String,
+        /// The fields that differ (or `credentials`).
+        fields: String,
+        /// What else was cleaned up (the pending key this rotation minted, deleted), or empty.
+        cleanup: String,
     },
     /// The current key belongs to another IAM user than `iam_user`.
     #[error(
@@ -104,15 +109,53 @@ pub enum Error {
         /// The user the secret names.
         iam_user: String,
     },
-    /// Bootstrap found a key that existed before this rotation began.
+    /// A key of the user that the key record does not prove this function made for the secret.
     #[error(
-        "IAM user {iam_user} already has access key {key_id}, which this rotation did not create, and the secret has no username/password. Adopt it (put it in the secret as username and its SMTP password as password) or delete it, then rotate again (a key left by a cancelled earlier rotation can simply be deleted). Nothing was changed"
+        "IAM user {iam_user} has access key {key_id}{named}, which this function has no record of making for secret {secret_id}; it never deletes or deactivates such a key, and the user can hold only two. If the key is this secret's to rotate, adopt it: aws iam tag-user --user-name {iam_user} --tags Key=ses-smtp-rotator:key:{key_id},Value=adopt (a key the secret does not name is then retired by the next rotation); otherwise delete it: aws iam delete-access-key --user-name {iam_user} --access-key-id {key_id}. Then rotate again. Nothing was changed"
     )]
     UnadoptedAccessKey {
         /// The user.
         iam_user: String,
-        /// The pre-existing key.
+        /// The key.
         key_id: String,
+        /// The secret.
+        secret_id: String,
+        /// Which version names it (" (named by AWSCURRENT)"), or empty.
+        named: &'static str,
+    },
+    /// A key record tag on the user cannot be read.
+    #[error(
+        "IAM user {iam_user} has a tag {tag} that is not a key record this function wrote (\"<secret>:<token>:<m|c|p|r>:<epoch>\" or \"adopt\"); the record proves which keys the function may retire, so it is never reset silently. Restore the value, set it to adopt to hand the key over, or remove the tag if the key no longer exists (aws iam untag-user --user-name {iam_user} --tag-keys {tag}). Nothing was changed"
+    )]
+    KeyRecordUnreadable {
+        /// The user.
+        iam_user: String,
+        /// The tag key.
+        tag: String,
+    },
+    /// Shared scope: the user carries no owner tag naming the secret.
+    #[error(
+        "IAM user {iam_user} is not assigned to secret {secret_id}: in shared scope the function serves a user only when its tag ses-smtp-rotator:secret names the secret, set by whoever creates both (deploy/app-stack.yaml does); the function never claims a user there. Tag it: aws iam tag-user --user-name {iam_user} --tags Key=ses-smtp-rotator:secret,Value={secret_id}. Nothing was changed"
+    )]
+    UserNotAssigned {
+        /// The user.
+        iam_user: String,
+        /// The secret.
+        secret_id: String,
+    },
+    /// The pending version names a key the record does not show this rotation minted.
+    #[error(
+        "the AWSPENDING version {token} of secret {secret_id} names access key {key_id} of IAM user {iam_user}, which this rotation did not make (no key record ses-smtp-rotator:key:{key_id} for this token); it is never promoted. AWSPENDING was removed from that version (the key was left alone), so the next rotation starts fresh: rotate again (aws secretsmanager rotate-secret --secret-id {secret_id}). AWSCURRENT was not changed"
+    )]
+    PendingKeyNotRecorded {
+        /// The secret.
+        secret_id: String,
+        /// The ClientRequestToken.
+        token: String,
+        /// The key the pending version names.
+        key_id: String,
+        /// The user.
+        iam_user: String,
     },
     /// The IAM user's keys are already rotated by another secret.
     #[error(
@@ -377,6 +420,9 @@ impl Error {
             Self::CurrentKeyMissing { .. } => "CurrentKeyMissing",
             Self::UnadoptedAccessKey { .. } => "UnadoptedAccessKey",
             Self::UserNotDedicated { .. } => "UserNotDedicated",
+            Self::KeyRecordUnreadable { .. } => "KeyRecordUnreadable",
+            Self::UserNotAssigned { .. } => "UserNotAssigned",
+            Self::PendingKeyNotRecorded { .. } => "PendingKeyNotRecorded",
             Self::NoSuchUser { .. } => "NoSuchUser",
             Self::UserNotPermitted { .. } => "UserNotPermitted",
             Self::PendingKeyNotActive { .. } => "PendingKeyNotActive",

@@ -34,6 +34,7 @@ pub mod lambda;
 pub(crate) mod metrics;
 pub(crate) mod ownership;
 pub mod password;
+pub(crate) mod record;
 pub(crate) mod roots;
 pub(crate) mod secret;
 pub(crate) mod smtp;

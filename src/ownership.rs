@@ -23,6 +23,7 @@ use std::collections::HashMap;
 
 use crate::aws::{KeyInfo, KeyLookup};
 use crate::error::Error;
+use crate::record::{Entry, KeyState, Records};
 
 /// User tag naming the one secret whose rotation owns the user's keys.
 pub const OWNER_TAG: &str = "ses-smtp-rotator:secret";
@@ -35,6 +36,9 @@ pub const MARKER_TAG: &str = "ses-smtp-rotator:creating-key";
 pub const WINDOW_SECS: i64 = 15;
 /// Tolerated clock difference between this function and IAM (whose dates have 1 s resolution).
 pub const SKEW_SECS: i64 = 2;
+/// Longest lease an attempt can hold: Lambda's maximum timeout (15 minutes). An invocation
+/// cannot outlive it, so neither can its lease.
+pub const MAX_LEASE_SECS: i64 = 900;
 /// Attempts remembered (an IAM tag value holds 256 characters).
 const KEEP_ATTEMPTS: usize = 5;
 
@@ -47,7 +51,9 @@ pub fn owner_tag_value(secret_arn: &str) -> String {
     format!("sha256:{}", hex_digest(secret_arn, 32))
 }
 
-fn hex_digest(text: &str, bytes: usize) -> String {
+/// The first `bytes` bytes of SHA-256(`text`), in hex.
+#[must_use]
+pub fn hex_digest(text: &str, bytes: usize) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(text.as_bytes())
         .iter()
@@ -67,8 +73,11 @@ pub fn token_digest(token: &str) -> String {
 pub enum AttemptState {
     /// Running (or killed): its lease holds until its deadline.
     Open,
-    /// Answered; it made exactly the key it names (or none).
+    /// Answered; it made exactly the key it names (or none), and did not store it (or
+    /// recorded nothing more).
     Ended,
+    /// Answered after storing the key it names as the token's pending value.
+    Stored,
     /// Answered after a CreateAccessKey whose outcome is unknown: a never-used key created in
     /// its window is its key.
     Ambiguous,
@@ -103,7 +112,7 @@ impl Attempt {
     /// unknown (ambiguous answer, or it never recorded one).
     #[must_use]
     pub fn has_window(&self) -> bool {
-        self.key.is_none() && self.state != AttemptState::Ended
+        self.key.is_none() && !matches!(self.state, AttemptState::Ended | AttemptState::Stored)
     }
 
     /// Whether a key created at `created` (epoch seconds) falls in its window.
@@ -118,13 +127,14 @@ impl Attempt {
         let flag = match self.state {
             AttemptState::Open => 'o',
             AttemptState::Ended => 'e',
+            AttemptState::Stored => 's',
             AttemptState::Ambiguous => 'a',
         };
         let mut v = format!(
             "{}:{}:{}:{flag}",
             self.token,
             self.started_ms,
-            (self.deadline - self.start).clamp(0, 99_999)
+            (self.deadline - self.start).clamp(0, MAX_LEASE_SECS)
         );
         if let Some(k) = &self.key {
             v.push(':');
@@ -138,10 +148,12 @@ impl Attempt {
         let token = parts.next()?.to_owned();
         let started_ms = parts.next()?.parse::<i64>().ok()?;
         let start = started_ms.div_euclid(1000);
-        let lease = parts.next()?.parse::<i64>().ok()?;
+        // A lease never outlives Lambda's 15-minute maximum, whatever a tag says.
+        let lease = parts.next()?.parse::<i64>().ok()?.clamp(0, MAX_LEASE_SECS);
         let state = match parts.next()? {
             "o" => AttemptState::Open,
             "e" => AttemptState::Ended,
+            "s" => AttemptState::Stored,
             "a" => AttemptState::Ambiguous,
             _ => return None,
         };
@@ -168,12 +180,13 @@ pub struct Marker {
 }
 
 impl Marker {
-    /// Parses a tag value. The earlier format (`<token> <epoch>… k:<key>…`, written by the
-    /// first release) is read too: its times become ambiguous attempts and its keys ended
-    /// ones, so a rotation interrupted across the upgrade still recognises its keys.
-    /// Unreadable items are dropped (they prove nothing, so the keys they meant are refused).
+    /// Parses a tag value; `None` when an item cannot be read (the marker is then refused,
+    /// never silently reset: see [`marker_of`]). The earlier format (`<token> <epoch>…
+    /// k:<key>…`, written by the first release) is read too: its times become ambiguous
+    /// attempts and its keys ended ones, so a rotation interrupted across the upgrade still
+    /// recognises its keys.
     #[must_use]
-    pub fn parse(value: &str) -> Self {
+    pub fn parse(value: &str) -> Option<Self> {
         let items: Vec<&str> = value.split_whitespace().collect();
         let legacy = items
             .first()
@@ -182,7 +195,7 @@ impl Marker {
             let token = token_digest(items[0]);
             let attempts = items[1..]
                 .iter()
-                .filter_map(|p| match p.strip_prefix("k:") {
+                .map(|p| match p.strip_prefix("k:") {
                     Some(k) => Some(Attempt {
                         token: token.clone(),
                         started_ms: 0,
@@ -200,12 +213,15 @@ impl Marker {
                         state: AttemptState::Ambiguous,
                     }),
                 })
-                .collect();
-            return Self { attempts };
+                .collect::<Option<Vec<_>>>()?;
+            return Some(Self { attempts });
         }
-        Self {
-            attempts: items.iter().filter_map(|i| Attempt::decode(i)).collect(),
-        }
+        Some(Self {
+            attempts: items
+                .iter()
+                .map(|i| Attempt::decode(i))
+                .collect::<Option<Vec<_>>>()?,
+        })
     }
 
     /// The tag value (the most recent attempts that fit).
@@ -252,19 +268,42 @@ impl Marker {
     }
 }
 
+/// The marker among a user's tags (empty when there is none).
+///
+/// # Errors
+/// [`Error::KeyRecordUnreadable`] when the tag holds something this function did not write.
+pub fn marker_of(
+    user: &str,
+    tags: &std::collections::HashMap<String, String>,
+) -> Result<Marker, Error> {
+    match tags.get(MARKER_TAG) {
+        None => Ok(Marker::default()),
+        Some(v) => Marker::parse(v).ok_or_else(|| Error::KeyRecordUnreadable {
+            iam_user: user.to_owned(),
+            tag: MARKER_TAG.to_owned(),
+        }),
+    }
+}
+
 /// Everything the key decision looks at, fetched before it is made.
 #[derive(Debug)]
 pub struct KeyFacts<'a> {
-    /// The secret (for messages).
+    /// The secret's ARN.
     pub secret_id: &'a str,
     /// The IAM user.
     pub user: &'a str,
+    /// This rotation's token (full).
+    pub token: &'a str,
     /// The key AWSCURRENT names, if any (none in a bootstrap).
     pub current_key: Option<&'a str>,
-    /// The key AWSPREVIOUS names, if it is this user's document.
+    /// The key AWSPREVIOUS names, if it is this user's document: consulted only while the
+    /// user has no key record at all (a user an earlier release served), never as proof
+    /// otherwise.
     pub previous_key: Option<&'a str>,
     /// The user's keys as ListAccessKeys gave them.
     pub keys: &'a [KeyInfo],
+    /// The key record.
+    pub records: &'a Records,
     /// The marker's attempts.
     pub marker: &'a Marker,
     /// GetAccessKeyLastUsed for the keys that need it ([`keys_to_look_up`]).
@@ -273,14 +312,33 @@ pub struct KeyFacts<'a> {
     pub now: i64,
 }
 
+/// What createSecret does with the user's keys before it mints one.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct KeyPlan {
+    /// Keys to delete: the record (or, for a lost CreateAccessKey answer, an attempt's
+    /// window) proves this function made them for this secret, and no version needs them.
+    pub stale: Vec<String>,
+    /// Records to write first: the current key's, when it is not recorded as current (a
+    /// promotion whose record update was interrupted, an adopted key, or the one-time
+    /// adoption of a user an earlier release served).
+    pub record: Vec<(String, Entry)>,
+    /// Keys left alone because nothing proves them this secret's (reported by name).
+    pub foreign: Vec<String>,
+}
+
+/// How long after an attempt made a key IAM and Secrets Manager must show what it did: past
+/// this, a key that is not listed is gone, and a stored value that cannot be read was never
+/// stored.
+pub const LISTING_LAG_SECS: i64 = 120;
+
 /// The keys whose GetAccessKeyLastUsed the decision needs: the current key when it is not
-/// listed (whose is it?), and every listed key that neither AWSCURRENT, AWSPREVIOUS nor an
-/// attempt names (was it ever used?).
+/// listed (whose is it?), and every listed key that no record, version or attempt explains
+/// (was it ever used?).
 #[must_use]
 pub fn keys_to_look_up(
     current_key: Option<&str>,
-    previous_key: Option<&str>,
     keys: &[KeyInfo],
+    records: &Records,
     marker: &Marker,
 ) -> Vec<String> {
     let mut out = Vec::new();
@@ -291,7 +349,7 @@ pub fn keys_to_look_up(
     }
     for k in keys {
         let named = Some(k.id.as_str()) == current_key
-            || Some(k.id.as_str()) == previous_key
+            || records.get(&k.id).is_some()
             || marker
                 .attempts
                 .iter()
@@ -303,14 +361,20 @@ pub fn keys_to_look_up(
     out
 }
 
-/// Decides which of the user's keys go before a new one is made: the provably stale ones.
-/// Refuses (deleting nothing) when the current key is not this user's, when a key is not
-/// ours to delete, or when a live attempt may still be storing a key.
+/// Decides what happens to the user's keys before a new one is made. Only keys the record
+/// proves this function made for this secret are deleted (and a never-used key in the window
+/// of an attempt whose CreateAccessKey answer was lost); what a document says is never proof.
+/// A key nothing proves ours is left alone and reported, and refused by name only when it
+/// leaves no room for the new key (IAM's two-key limit). Refuses, deleting nothing, when the
+/// current key is not this user's or not this secret's, or when a live attempt may still be
+/// storing a key.
 ///
 /// # Errors
 /// [`Error::KeyBelongsToOtherUser`], [`Error::CurrentKeyMissing`],
-/// [`Error::UnadoptedAccessKey`], [`Error::AttemptInProgress`], [`Error::KeyNotYetVisible`].
-pub fn stale_keys(f: &KeyFacts<'_>) -> Result<Vec<String>, Error> {
+/// [`Error::UnadoptedAccessKey`], [`Error::AttemptInProgress`], [`Error::KeyNotYetVisible`],
+/// [`Error::PendingNotReadable`].
+#[allow(clippy::too_many_lines)]
+pub fn plan_keys(f: &KeyFacts<'_>) -> Result<KeyPlan, Error> {
     if let Some(current) = f.current_key
         && !f.keys.iter().any(|k| k.id == current)
     {
@@ -328,20 +392,77 @@ pub fn stale_keys(f: &KeyFacts<'_>) -> Result<Vec<String>, Error> {
             },
         });
     }
+    let unadopted = |key: &str, named: &'static str| Error::UnadoptedAccessKey {
+        iam_user: f.user.to_owned(),
+        key_id: key.to_owned(),
+        secret_id: f.secret_id.to_owned(),
+        named,
+    };
+    let migrating = f.records.is_empty();
+    let mut plan = KeyPlan::default();
+    if let Some(current) = f.current_key {
+        match f.records.state_of(current, f.secret_id) {
+            Some(KeyState::Current) if !matches!(f.records.get(current), Some(Entry::Adopted)) => {}
+            Some(_) => plan.record.push((
+                current.to_owned(),
+                Entry::new(f.secret_id, None, KeyState::Current, f.now),
+            )),
+            None if migrating => plan.record.push((
+                current.to_owned(),
+                Entry::new(f.secret_id, None, KeyState::Current, f.now),
+            )),
+            None => return Err(unadopted(current, " (named by AWSCURRENT)")),
+        }
+    }
     let in_progress = |a: &Attempt, key: &str| Error::AttemptInProgress {
         secret_id: f.secret_id.to_owned(),
         key: key.to_owned(),
         started_secs_ago: f.now - a.start,
         deadline_in_secs: a.deadline - f.now,
     };
-    let mut stale = Vec::new();
+    let live_attempt = |id: &str| {
+        f.marker
+            .attempts
+            .iter()
+            .find(|a| a.key.as_deref() == Some(id) && a.is_live(f.now))
+    };
     for k in f.keys {
         let id = k.id.as_str();
         if Some(id) == f.current_key {
             continue;
         }
-        if Some(id) == f.previous_key {
-            stale.push(k.id.clone());
+        if let Some(entry) = f.records.get(id) {
+            match entry.state_for(f.secret_id) {
+                None => plan.foreign.push(k.id.clone()),
+                Some(KeyState::Minted) => {
+                    if let Some(a) = live_attempt(id) {
+                        return Err(in_progress(a, id));
+                    }
+                    // This rotation's own key that the pending version does not name
+                    // (createSecret runs this only when the pending value is not there): a
+                    // value its attempt stored moments ago may not be readable yet. A key
+                    // whose attempt ended without storing it (or died: its lease ran out) is
+                    // an orphan.
+                    let attempt = f
+                        .marker
+                        .attempts
+                        .iter()
+                        .find(|a| a.key.as_deref() == Some(id));
+                    let maybe_stored = attempt.is_none_or(|a| a.state == AttemptState::Stored);
+                    if entry.minted_by(f.secret_id, f.token)
+                        && maybe_stored
+                        && entry.at() > f.now - LISTING_LAG_SECS
+                    {
+                        return Err(Error::PendingNotReadable {
+                            secret_id: f.secret_id.to_owned(),
+                            token: f.token.to_owned(),
+                            key_id: k.id.clone(),
+                        });
+                    }
+                    plan.stale.push(k.id.clone());
+                }
+                Some(_) => plan.stale.push(k.id.clone()),
+            }
             continue;
         }
         if let Some(a) = f
@@ -353,39 +474,43 @@ pub fn stale_keys(f: &KeyFacts<'_>) -> Result<Vec<String>, Error> {
             if a.is_live(f.now) {
                 return Err(in_progress(a, id));
             }
-            stale.push(k.id.clone());
+            plan.stale.push(k.id.clone());
             continue;
         }
         let created = k.created.map(|d| d.secs());
-        let window = created.and_then(|c| f.marker.attempts.iter().find(|a| a.covers(c)));
-        let Some(a) = window else {
-            return Err(Error::UnadoptedAccessKey {
-                iam_user: f.user.to_owned(),
-                key_id: k.id.clone(),
-            });
-        };
-        if a.is_live(f.now) {
-            return Err(in_progress(a, id));
-        }
-        match f.lookups.get(id) {
-            Some(KeyLookup::Found(u)) if !u.ever_used => stale.push(k.id.clone()),
-            Some(KeyLookup::Found(_)) => {
-                return Err(Error::UnadoptedAccessKey {
-                    iam_user: f.user.to_owned(),
-                    key_id: k.id.clone(),
-                });
+        if let Some(a) = created.and_then(|c| f.marker.attempts.iter().find(|a| a.covers(c))) {
+            if a.is_live(f.now) {
+                return Err(in_progress(a, id));
             }
-            // Listed, yet IAM says it does not exist: it was just deleted; nothing to do.
-            Some(KeyLookup::NoSuchKey) => {}
-            Some(KeyLookup::Denied) | None => {
-                return Err(Error::KeyNotYetVisible {
-                    key_id: k.id.clone(),
-                    iam_user: f.user.to_owned(),
-                });
+            match f.lookups.get(id) {
+                Some(KeyLookup::Found(u)) if !u.ever_used => plan.stale.push(k.id.clone()),
+                Some(KeyLookup::Found(_)) => plan.foreign.push(k.id.clone()),
+                // Listed, yet IAM says it does not exist: it was just deleted; nothing to do.
+                Some(KeyLookup::NoSuchKey) => {}
+                Some(KeyLookup::Denied) | None => {
+                    return Err(Error::KeyNotYetVisible {
+                        key_id: k.id.clone(),
+                        iam_user: f.user.to_owned(),
+                    });
+                }
             }
+            continue;
         }
+        // The one-time adoption of a user an earlier release served (no record yet): the
+        // key it retired (Inactive, named by AWSPREVIOUS) goes, as that release would have
+        // done. An Active one may be someone's: left alone.
+        if migrating && Some(id) == f.previous_key && !k.active {
+            plan.stale.push(k.id.clone());
+            continue;
+        }
+        plan.foreign.push(k.id.clone());
     }
-    Ok(stale)
+    if let Some(first) = plan.foreign.first()
+        && f.keys.len() - plan.stale.len() >= 2
+    {
+        return Err(unadopted(first, ""));
+    }
+    Ok(plan)
 }
 
 #[cfg(test)]
@@ -423,166 +548,314 @@ mod tests {
         })
     }
 
+    const ARN: &str = "arn:secret";
+
+    fn rec(state: KeyState, token: Option<&str>, at: i64) -> Entry {
+        Entry::new(ARN, token, state, at)
+    }
+
+    /// (stale, recorded as current, foreign).
+    type Want = (Vec<&'static str>, Vec<&'static str>, Vec<&'static str>);
+
     struct Row {
         name: &'static str,
         current: Option<&'static str>,
         previous: Option<&'static str>,
         keys: Vec<KeyInfo>,
+        records: Vec<(&'static str, Entry)>,
         attempts: Vec<Attempt>,
         lookups: Vec<(&'static str, KeyLookup)>,
-        want: Result<Vec<&'static str>, &'static str>,
+        /// Ok((stale, recorded-as-current, foreign)) or the error type.
+        want: Result<Want, &'static str>,
     }
 
-    fn run(r: &Row) -> Result<Vec<String>, Error> {
+    impl Default for Row {
+        fn default() -> Self {
+            Self {
+                name: "",
+                current: Some("AKIACUR"),
+                previous: None,
+                keys: vec![key("AKIACUR", NOW - 9000)],
+                records: vec![("AKIACUR", rec(KeyState::Current, Some("t0"), NOW - 9000))],
+                attempts: vec![],
+                lookups: vec![],
+                want: Ok((vec![], vec![], vec![])),
+            }
+        }
+    }
+
+    fn run(r: &Row) -> Result<KeyPlan, Error> {
         let marker = Marker {
             attempts: r.attempts.clone(),
+        };
+        let records = Records {
+            keys: r
+                .records
+                .iter()
+                .map(|(k, e)| ((*k).to_owned(), e.clone()))
+                .collect(),
         };
         let lookups: HashMap<String, KeyLookup> = r
             .lookups
             .iter()
             .map(|(k, v)| ((*k).to_owned(), v.clone()))
             .collect();
-        stale_keys(&KeyFacts {
-            secret_id: "arn:secret",
+        plan_keys(&KeyFacts {
+            secret_id: ARN,
             user: "smtp",
+            token: TOK,
             current_key: r.current,
             previous_key: r.previous,
             keys: &r.keys,
+            records: &records,
             marker: &marker,
             lookups: &lookups,
             now: NOW,
         })
     }
 
+    fn inactive(mut k: KeyInfo) -> KeyInfo {
+        k.active = false;
+        k
+    }
+
     #[test]
+    #[allow(clippy::too_many_lines)]
     fn decides_every_case() {
+        let two = || vec![key("AKIAOLD", NOW - 9000), key("AKIACUR", NOW - 5000)];
+        let with_cur = |extra: Vec<(&'static str, Entry)>| {
+            let mut v = vec![("AKIACUR", rec(KeyState::Current, Some("t0"), NOW - 5000))];
+            v.extend(extra);
+            v
+        };
         let rows = vec![
             Row {
                 name: "regular: only the current key, nothing to delete",
-                current: Some("AKIACUR"),
-                previous: None,
-                keys: vec![key("AKIACUR", NOW - 9000)],
-                attempts: vec![],
-                lookups: vec![],
-                want: Ok(vec![]),
+                ..Row::default()
             },
             Row {
-                name: "regular: the previous rotation's old key goes",
-                current: Some("AKIACUR"),
+                name: "the previous rotation's retired key goes",
+                keys: two(),
+                records: with_cur(vec![("AKIAOLD", rec(KeyState::Retired, None, NOW - 5000))]),
+                want: Ok((vec!["AKIAOLD"], vec![], vec![])),
+                ..Row::default()
+            },
+            Row {
+                name: "a key kept Active (keep, or in grace) goes: the two-key limit ends its grace",
+                keys: two(),
+                records: with_cur(vec![("AKIAOLD", rec(KeyState::Previous, None, NOW - 5000))]),
+                want: Ok((vec!["AKIAOLD"], vec![], vec![])),
+                ..Row::default()
+            },
+            Row {
+                name: "AWSPREVIOUS naming a key is no proof once the user has a record",
                 previous: Some("AKIAOLD"),
-                keys: vec![key("AKIAOLD", NOW - 9000), key("AKIACUR", NOW - 5000)],
-                attempts: vec![],
-                lookups: vec![],
-                want: Ok(vec!["AKIAOLD"]),
-            },
-            Row {
-                name: "a key no version and no attempt names is refused, even in a regular rotation",
-                current: Some("AKIACUR"),
-                previous: None,
-                keys: vec![key("AKIACUR", NOW - 9000), key("AKIAOPS", NOW - 10)],
-                attempts: vec![],
-                lookups: vec![("AKIAOPS", used(false))],
+                keys: two(),
+                records: with_cur(vec![]),
+                lookups: vec![("AKIAOLD", used(true))],
                 want: Err("UnadoptedAccessKey"),
+                ..Row::default()
             },
             Row {
-                name: "bootstrap: a key an ended attempt named goes",
+                name: "AWSCURRENT naming a key the record does not know: the real current key is not touched",
+                current: Some("AKIAHAND"),
+                keys: vec![key("AKIAPROD", NOW - 9000), key("AKIAHAND", NOW - 100)],
+                records: vec![("AKIAPROD", rec(KeyState::Current, Some("t0"), NOW - 9000))],
+                want: Err("UnadoptedAccessKey"),
+                ..Row::default()
+            },
+            Row {
+                name: "AWSCURRENT naming another secret's key is refused",
+                records: vec![(
+                    "AKIACUR",
+                    Entry::new("arn:other", Some("t0"), KeyState::Current, 1),
+                )],
+                want: Err("UnadoptedAccessKey"),
+                ..Row::default()
+            },
+            Row {
+                name: "another secret's key beside the current one leaves no room: refused",
+                keys: two(),
+                records: with_cur(vec![(
+                    "AKIAOLD",
+                    Entry::new("arn:other", None, KeyState::Retired, 1),
+                )]),
+                want: Err("UnadoptedAccessKey"),
+                ..Row::default()
+            },
+            Row {
+                name: "bootstrap: a key nothing explains is left alone and reported, the rotation proceeds",
                 current: None,
-                previous: None,
+                keys: vec![key("AKIAOPS", NOW - 10)],
+                records: vec![],
+                lookups: vec![("AKIAOPS", used(false))],
+                want: Ok((vec![], vec![], vec!["AKIAOPS"])),
+                ..Row::default()
+            },
+            Row {
+                name: "an abandoned earlier rotation's minted key goes",
+                keys: two(),
+                records: with_cur(vec![(
+                    "AKIAOLD",
+                    rec(KeyState::Minted, Some("earlier"), NOW - 4000),
+                )]),
+                want: Ok((vec!["AKIAOLD"], vec![], vec![])),
+                ..Row::default()
+            },
+            Row {
+                name: "this rotation's key minted moments ago, its value not readable yet: retry",
+                keys: two(),
+                records: with_cur(vec![("AKIAOLD", rec(KeyState::Minted, Some(TOK), NOW - 5))]),
+                want: Err("PendingNotReadable"),
+                ..Row::default()
+            },
+            Row {
+                name: "this rotation's key its attempt stored moments ago, not readable yet: retry",
+                keys: two(),
+                records: with_cur(vec![("AKIAOLD", rec(KeyState::Minted, Some(TOK), NOW - 5))]),
+                attempts: vec![attempt(NOW - 5, Some("AKIAOLD"), AttemptState::Stored)],
+                want: Err("PendingNotReadable"),
+                ..Row::default()
+            },
+            Row {
+                name: "this rotation's key whose attempt ended without storing it: it goes at once",
+                keys: two(),
+                records: with_cur(vec![("AKIAOLD", rec(KeyState::Minted, Some(TOK), NOW - 5))]),
+                attempts: vec![attempt(NOW - 5, Some("AKIAOLD"), AttemptState::Ended)],
+                want: Ok((vec!["AKIAOLD"], vec![], vec![])),
+                ..Row::default()
+            },
+            Row {
+                name: "this rotation's key whose attempt died (lease over) before storing: it goes",
+                keys: two(),
+                records: with_cur(vec![("AKIAOLD", rec(KeyState::Minted, Some(TOK), NOW - 5))]),
+                attempts: vec![Attempt {
+                    deadline: NOW - 1,
+                    ..attempt(NOW - 5, Some("AKIAOLD"), AttemptState::Open)
+                }],
+                want: Ok((vec!["AKIAOLD"], vec![], vec![])),
+                ..Row::default()
+            },
+            Row {
+                name: "this rotation's key minted long ago and never stored: it goes",
+                keys: two(),
+                records: with_cur(vec![(
+                    "AKIAOLD",
+                    rec(KeyState::Minted, Some(TOK), NOW - LISTING_LAG_SECS - 1),
+                )]),
+                want: Ok((vec!["AKIAOLD"], vec![], vec![])),
+                ..Row::default()
+            },
+            Row {
+                name: "a minted key whose attempt is live is not deleted: retry later",
+                keys: two(),
+                records: with_cur(vec![(
+                    "AKIAOLD",
+                    rec(KeyState::Minted, Some("earlier"), NOW - 2),
+                )]),
+                attempts: vec![attempt(NOW - 2, Some("AKIAOLD"), AttemptState::Open)],
+                want: Err("AttemptInProgress"),
+                ..Row::default()
+            },
+            Row {
+                name: "bootstrap: a key an ended attempt named (an earlier release's) goes",
+                current: None,
                 keys: vec![key("AKIAORPHAN", NOW - 60)],
+                records: vec![],
                 attempts: vec![attempt(NOW - 60, Some("AKIAORPHAN"), AttemptState::Ended)],
-                lookups: vec![],
-                want: Ok(vec!["AKIAORPHAN"]),
+                want: Ok((vec!["AKIAORPHAN"], vec![], vec![])),
+                ..Row::default()
             },
             Row {
                 name: "a key an expired open attempt named goes (killed after CreateAccessKey)",
                 current: None,
-                previous: None,
                 keys: vec![key("AKIAORPHAN", NOW - 400)],
+                records: vec![],
                 attempts: vec![attempt(NOW - 400, Some("AKIAORPHAN"), AttemptState::Open)],
-                lookups: vec![],
-                want: Ok(vec!["AKIAORPHAN"]),
-            },
-            Row {
-                name: "a key a live attempt named is not deleted: retry later",
-                current: Some("AKIACUR"),
-                previous: None,
-                keys: vec![key("AKIACUR", NOW - 9000), key("AKIANEW", NOW - 1)],
-                attempts: vec![attempt(NOW - 2, Some("AKIANEW"), AttemptState::Open)],
-                lookups: vec![],
-                want: Err("AttemptInProgress"),
+                want: Ok((vec!["AKIAORPHAN"], vec![], vec![])),
+                ..Row::default()
             },
             Row {
                 name: "window-covered never-used key of an ambiguous attempt goes",
                 current: None,
-                previous: None,
                 keys: vec![key("AKIALOST", NOW - 55)],
+                records: vec![],
                 attempts: vec![attempt(NOW - 60, None, AttemptState::Ambiguous)],
                 lookups: vec![("AKIALOST", used(false))],
-                want: Ok(vec!["AKIALOST"]),
+                want: Ok((vec!["AKIALOST"], vec![], vec![])),
+                ..Row::default()
             },
             Row {
-                name: "window-covered key that was used is someone's",
-                current: None,
-                previous: None,
-                keys: vec![key("AKIALOST", NOW - 55)],
+                name: "window-covered key that was used is someone's: refused when it leaves no room",
+                keys: vec![key("AKIACUR", NOW - 9000), key("AKIALOST", NOW - 55)],
                 attempts: vec![attempt(NOW - 60, None, AttemptState::Ambiguous)],
                 lookups: vec![("AKIALOST", used(true))],
                 want: Err("UnadoptedAccessKey"),
+                ..Row::default()
             },
             Row {
                 name: "window-covered key IAM cannot describe yet: retry",
                 current: None,
-                previous: None,
                 keys: vec![key("AKIALOST", NOW - 55)],
+                records: vec![],
                 attempts: vec![attempt(NOW - 60, None, AttemptState::Ambiguous)],
                 lookups: vec![("AKIALOST", KeyLookup::Denied)],
                 want: Err("KeyNotYetVisible"),
-            },
-            Row {
-                name: "a definite CreateAccessKey failure has no window: an operator's key then is refused",
-                current: None,
-                previous: None,
-                keys: vec![key("AKIAOPS", NOW - 58)],
-                attempts: vec![attempt(NOW - 60, None, AttemptState::Ended)],
-                lookups: vec![("AKIAOPS", used(false))],
-                want: Err("UnadoptedAccessKey"),
-            },
-            Row {
-                name: "a key outside every window is refused",
-                current: None,
-                previous: None,
-                keys: vec![key("AKIAOPS", NOW - 30)],
-                attempts: vec![attempt(NOW - 60, None, AttemptState::Ambiguous)],
-                lookups: vec![("AKIAOPS", used(false))],
-                want: Err("UnadoptedAccessKey"),
+                ..Row::default()
             },
             Row {
                 name: "a key in the window of a live attempt may be its key: retry later",
                 current: None,
-                previous: None,
                 keys: vec![key("AKIANEW", NOW - 1)],
+                records: vec![],
                 attempts: vec![attempt(NOW - 2, None, AttemptState::Open)],
                 lookups: vec![("AKIANEW", used(false))],
                 want: Err("AttemptInProgress"),
+                ..Row::default()
             },
             Row {
-                name: "an abandoned earlier rotation's attempt (other token) proves its key ours",
-                current: Some("AKIACUR"),
-                previous: None,
-                keys: vec![key("AKIACUR", NOW - 9000), key("AKIAOLDTRY", NOW - 5000)],
-                attempts: vec![Attempt {
-                    token: token_digest("an-earlier-token"),
-                    ..attempt(NOW - 5000, Some("AKIAOLDTRY"), AttemptState::Ended)
-                }],
-                lookups: vec![],
-                want: Ok(vec!["AKIAOLDTRY"]),
+                name: "a user an earlier release served: its current key is recorded, its retired key goes",
+                previous: Some("AKIAOLD"),
+                keys: vec![
+                    inactive(key("AKIAOLD", NOW - 9000)),
+                    key("AKIACUR", NOW - 5000),
+                ],
+                records: vec![],
+                lookups: vec![("AKIAOLD", used(true))],
+                want: Ok((vec!["AKIAOLD"], vec!["AKIACUR"], vec![])),
+                ..Row::default()
+            },
+            Row {
+                name: "an earlier release's user whose AWSPREVIOUS key is Active: left alone, no room",
+                previous: Some("AKIAOLD"),
+                keys: two(),
+                records: vec![],
+                lookups: vec![("AKIAOLD", used(true))],
+                want: Err("UnadoptedAccessKey"),
+                ..Row::default()
+            },
+            Row {
+                name: "a promotion whose record update was cut short: the current key is recorded current, the older one goes",
+                current: Some("AKIANEW"),
+                keys: vec![key("AKIAOLD", NOW - 9000), key("AKIANEW", NOW - 5000)],
+                records: vec![
+                    ("AKIAOLD", rec(KeyState::Current, Some("t0"), NOW - 9000)),
+                    ("AKIANEW", rec(KeyState::Minted, Some("t1"), NOW - 5000)),
+                ],
+                want: Ok((vec!["AKIAOLD"], vec!["AKIANEW"], vec![])),
+                ..Row::default()
+            },
+            Row {
+                name: "an adopted current key is recorded; an adopted other key is retired",
+                keys: two(),
+                records: vec![("AKIACUR", Entry::Adopted), ("AKIAOLD", Entry::Adopted)],
+                want: Ok((vec!["AKIAOLD"], vec!["AKIACUR"], vec![])),
+                ..Row::default()
             },
             Row {
                 name: "current key missing and owned by another user",
                 current: Some("AKIAOTHER"),
-                previous: None,
                 keys: vec![],
-                attempts: vec![],
                 lookups: vec![(
                     "AKIAOTHER",
                     KeyLookup::Found(KeyUsage {
@@ -591,30 +864,35 @@ mod tests {
                     }),
                 )],
                 want: Err("KeyBelongsToOtherUser"),
+                ..Row::default()
             },
             Row {
                 name: "current key missing altogether",
                 current: Some("AKIAGONE"),
-                previous: None,
                 keys: vec![key("AKIAX", NOW - 10)],
-                attempts: vec![],
                 lookups: vec![("AKIAGONE", KeyLookup::NoSuchKey)],
                 want: Err("CurrentKeyMissing"),
+                ..Row::default()
             },
             Row {
-                name: "the current key is never deleted, even when an attempt or AWSPREVIOUS names it",
-                current: Some("AKIACUR"),
-                previous: Some("AKIACUR"),
-                keys: vec![key("AKIACUR", NOW - 60)],
+                name: "the current key is never deleted, even when an attempt names it",
                 attempts: vec![attempt(NOW - 60, Some("AKIACUR"), AttemptState::Ended)],
-                lookups: vec![],
-                want: Ok(vec![]),
+                ..Row::default()
             },
         ];
         for r in &rows {
             let got = run(r);
             match (&r.want, got) {
-                (Ok(want), Ok(got)) => assert_eq!(&got, want, "{}", r.name),
+                (Ok((stale, recorded, foreign)), Ok(plan)) => {
+                    assert_eq!(&plan.stale, stale, "{}: stale", r.name);
+                    let rec: Vec<&str> = plan.record.iter().map(|(k, _)| k.as_str()).collect();
+                    assert_eq!(&rec, recorded, "{}: recorded", r.name);
+                    for (_, e) in &plan.record {
+                        assert_eq!(e.state_for(ARN), Some(KeyState::Current), "{}", r.name);
+                        assert!(!matches!(e, Entry::Adopted), "{}", r.name);
+                    }
+                    assert_eq!(&plan.foreign, foreign, "{}: foreign", r.name);
+                }
                 (Err(want), Err(e)) => assert_eq!(e.error_type(), *want, "{}: {e}", r.name),
                 (want, got) => panic!("{}: want {want:?}, got {got:?}", r.name),
             }
@@ -622,17 +900,25 @@ mod tests {
     }
 
     #[test]
-    fn lookups_cover_exactly_the_unnamed_keys() {
+    fn lookups_cover_exactly_the_unexplained_keys() {
         let marker = Marker {
             attempts: vec![attempt(NOW, Some("AKIAB"), AttemptState::Ended)],
         };
-        let keys = [key("AKIAA", NOW), key("AKIAB", NOW), key("AKIAC", NOW)];
+        let records = Records {
+            keys: [("AKIAD".to_owned(), Entry::Adopted)].into_iter().collect(),
+        };
+        let keys = [
+            key("AKIAA", NOW),
+            key("AKIAB", NOW),
+            key("AKIAC", NOW),
+            key("AKIAD", NOW),
+        ];
         assert_eq!(
-            keys_to_look_up(Some("AKIAA"), Some("AKIAP"), &keys, &marker),
+            keys_to_look_up(Some("AKIAA"), &keys, &records, &marker),
             vec!["AKIAC".to_owned()]
         );
         assert_eq!(
-            keys_to_look_up(Some("AKIAZ"), None, &keys[..1], &marker),
+            keys_to_look_up(Some("AKIAZ"), &keys[..1], &records, &marker),
             vec!["AKIAZ".to_owned(), "AKIAA".to_owned()]
         );
     }
@@ -652,21 +938,50 @@ mod tests {
         }
         let v = m.to_value();
         assert!(v.len() <= 256, "{} chars: {v}", v.len());
-        let back = Marker::parse(&v);
+        let back = Marker::parse(&v).unwrap();
         assert_eq!(back.attempts.len(), KEEP_ATTEMPTS);
         assert_eq!(back.attempts, m.attempts[9 - KEEP_ATTEMPTS..]);
-        assert_eq!(Marker::parse(""), Marker::default());
-        assert_eq!(Marker::parse("garbage x:y"), Marker::default());
+        assert_eq!(Marker::parse(""), Some(Marker::default()));
+        // Something this function did not write is refused, not read as "nothing recorded".
+        assert_eq!(Marker::parse("garbage x:y"), None);
+        let mut tags = std::collections::HashMap::new();
+        tags.insert(MARKER_TAG.to_owned(), format!("{v} junk"));
+        assert_eq!(
+            marker_of("u", &tags).unwrap_err().error_type(),
+            "KeyRecordUnreadable"
+        );
     }
 
     #[test]
     fn reads_the_first_release_marker() {
-        let m = Marker::parse(&format!("{TOK} 100 160 k:AKIAOLD"));
+        let m = Marker::parse(&format!("{TOK} 100 160 k:AKIAOLD")).unwrap();
         assert_eq!(m.attempts.len(), 3);
         assert!(m.attempts[0].covers(110) && !m.attempts[0].covers(120));
         assert_eq!(m.attempts[2].key.as_deref(), Some("AKIAOLD"));
         assert!(m.made_key_for(TOK).is_some());
         assert!(m.made_key_for("other").is_none());
+    }
+
+    #[test]
+    fn a_lease_never_outlives_lambdas_fifteen_minutes() {
+        let long = Attempt {
+            deadline: NOW + 86_400,
+            ..attempt(NOW, Some("AKIAABCDEFGHIJKLMNOP"), AttemptState::Open)
+        };
+        let m = Marker::parse(&long.encode()).unwrap();
+        assert_eq!(m.attempts[0].deadline, NOW + MAX_LEASE_SECS);
+        assert!(!m.attempts[0].is_live(NOW + MAX_LEASE_SECS + 1));
+        // A tag written by hand (or by an older release) with a longer lease is clamped too.
+        let hand = format!("{}:{}:99999:o", token_digest(TOK), NOW * 1000);
+        assert_eq!(
+            Marker::parse(&hand).unwrap().attempts[0].deadline,
+            NOW + MAX_LEASE_SECS
+        );
+        // Five attempts at the longest lease, each with a key, fit one tag value.
+        let full = Marker {
+            attempts: vec![long; KEEP_ATTEMPTS],
+        };
+        assert!(full.to_value().len() <= 256, "{}", full.to_value().len());
     }
 
     #[test]

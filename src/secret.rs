@@ -630,20 +630,58 @@ impl SecretDocument {
         }
     }
 
-    /// Whether two documents describe the same IAM user and SMTP destination (`iam_user`,
-    /// `host`, `port`, `tls`, `region`, `regions`): what a pending version must share with
-    /// AWSCURRENT before its credentials are tested or promoted.
+    /// What differs between two documents apart from the rotation's own fields (`username`,
+    /// `password`, `passwords`): the destination fields by name (the host without
+    /// case or a trailing dot), then `other fields` when any operator field
+    /// differs (their names are the operator's and are not echoed). Empty when a pending
+    /// version still carries exactly what AWSCURRENT says.
     #[must_use]
-    pub fn same_destination(&self, other: &Self) -> bool {
-        self.iam_user == other.iam_user
-            && self
-                .host
-                .trim_end_matches('.')
-                .eq_ignore_ascii_case(other.host.trim_end_matches('.'))
-            && self.port == other.port
-            && self.tls == other.tls
-            && self.region == other.region
-            && self.raw.get("regions") == other.raw.get("regions")
+    pub fn differing_fields(&self, other: &Self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if self.iam_user != other.iam_user {
+            out.push("iam_user");
+        }
+        if !self
+            .host
+            .trim_end_matches('.')
+            .eq_ignore_ascii_case(other.host.trim_end_matches('.'))
+        {
+            out.push("host");
+        }
+        if self.port != other.port {
+            out.push("port");
+        }
+        if self.tls != other.tls {
+            out.push("tls");
+        }
+        if self.region != other.region {
+            out.push("region");
+        }
+        if self.raw.get("regions") != other.raw.get("regions") {
+            out.push("regions");
+        }
+        let own = |k: &String| {
+            matches!(
+                k.as_str(),
+                "username"
+                    | "password"
+                    | "passwords"
+                    | "iam_user"
+                    | "host"
+                    | "port"
+                    | "tls"
+                    | "region"
+                    | "regions"
+            )
+        };
+        let mine: std::collections::BTreeMap<_, _> =
+            self.raw.iter().filter(|(k, _)| !own(k)).collect();
+        let theirs: std::collections::BTreeMap<_, _> =
+            other.raw.iter().filter(|(k, _)| !own(k)).collect();
+        if mine != theirs {
+            out.push("other fields");
+        }
+        out
     }
 
     /// True when the document has no credentials yet (the first rotation creates them).
@@ -1350,11 +1388,31 @@ mod tests {
         let a = parse(base.clone()).unwrap();
         let mut other = base.clone();
         other["regions"] = json!(["eu-west-2"]);
-        assert!(!a.same_destination(&parse(other).unwrap()));
+        assert_eq!(a.differing_fields(&parse(other).unwrap()), ["regions"]);
         let mut none = base;
         none.as_object_mut().unwrap().remove("regions");
-        assert!(!a.same_destination(&parse(none).unwrap()));
-        assert!(a.same_destination(&a.clone()));
+        assert_eq!(a.differing_fields(&parse(none).unwrap()), ["regions"]);
+        assert!(a.differing_fields(&a.clone()).is_empty());
+    }
+
+    #[test]
+    fn differing_fields_names_destination_fields_and_hides_operator_field_names() {
+        let base = json!({"iam_user": "u", "host": "email-smtp.us-east-1.amazonaws.com",
+            "username": "AKIAIOSFODNN7EXAMPLE", "password": PW, "team": "mail", "n": 1});
+        let a = parse(base.clone()).unwrap();
+        // Credentials, host case and a trailing dot, and field order do not count.
+        let same = json!({"n": 1, "team": "mail", "host": "EMAIL-SMTP.us-east-1.amazonaws.com.",
+            "iam_user": "u"});
+        assert!(a.differing_fields(&parse(same).unwrap()).is_empty());
+        let mut b = base.clone();
+        b["port"] = json!(2587);
+        b["iam_user"] = json!("v");
+        b["secret_note_name"] = json!("x");
+        let d = a.differing_fields(&parse(b).unwrap());
+        assert_eq!(d, ["iam_user", "port", "other fields"]);
+        let mut c = base;
+        c["n"] = json!(2);
+        assert_eq!(a.differing_fields(&parse(c).unwrap()), ["other fields"]);
     }
 
     mod props {

@@ -498,21 +498,42 @@ fn bad_secrets_are_refused_and_change_nothing() {
     );
     assert!(!r.to_string().contains("SeCrEt-Value"));
 
-    // Bootstrap while the user already has a key someone made: refuse, name it, delete nothing.
+    // Bootstrap while the user already has a key someone made: there is room for one more, so
+    // the rotation proceeds, names the key and leaves it alone; the next one has no room and is
+    // refused by name, before any change, with the fix.
     env.create_user("adopt-me");
     let existing = env
         .block_on(env.iam.create_access_key().user_name("adopt-me").send())
         .unwrap();
     let existing_id = existing.access_key().unwrap().access_key_id().to_owned();
-    let r = refused_rotation(
+    let arn = env.create_secret("bootstrap-existing", &env.bootstrap_doc("adopt-me"));
+    let r = env.rotate(&arn, None);
+    assert_ok(&r);
+    let created = &r["steps"][0]["response"]["result"];
+    assert!(
+        created
+            .as_str()
+            .is_some_and(|m| m.contains(&existing_id) && m.contains("adopt")),
+        "{r:#}"
+    );
+    assert!(
+        env.keys("adopt-me")
+            .contains(&(existing_id.clone(), "Active".to_owned())),
+        "the operator's key was touched"
+    );
+    let token = env.pending(&arn);
+    let before = env.snapshot("adopt-me", &arn);
+    let r = env.rotate(&arn, Some(&token));
+    assert_refused(
         &env,
-        "bootstrap-existing",
+        &arn,
         "adopt-me",
-        &env.bootstrap_doc("adopt-me"),
+        &r,
         "UnadoptedAccessKey",
         &existing_id,
+        &before,
     );
-    assert!(r.to_string().contains("Adopt it"), "{r:#}");
+    assert!(r.to_string().contains("Value=adopt"), "{r:#}");
 
     // Missing IAM user: IAM authorizes before it looks the user up, and a user that does not
     // exist has no path, so the role (users under /ses-smtp/) is denied reading it.
@@ -535,16 +556,18 @@ fn a_key_made_by_someone_during_a_bootstrap_is_never_taken_for_an_orphan() {
         .block_on(env.iam.create_access_key().user_name("ses-smtp").send())
         .unwrap();
     let key = made.access_key().unwrap().access_key_id().to_owned();
-    let before = env.snapshot("ses-smtp", &arn);
     let r = env.invoke("createSecret", &arn, &token);
-    assert_refused(
-        &env,
-        &arn,
-        "ses-smtp",
-        &r,
-        "UnadoptedAccessKey",
-        &key,
-        &before,
+    assert_eq!(r["ok"], true, "{r:#}");
+    assert!(
+        r.to_string().contains(&key),
+        "the key left alone is named: {r:#}"
+    );
+    assert_ok(&env.rotate(&arn, Some(&token)));
+    assert!(
+        env.keys("ses-smtp")
+            .contains(&(key.clone(), "Active".to_owned())),
+        "the operator's key was touched: {:?}",
+        env.keys("ses-smtp")
     );
 }
 
@@ -570,10 +593,16 @@ fn bootstrap_leaves_only_the_owner_tag_and_a_second_secret_may_not_share_the_use
         .iter()
         .map(|t| (t.key().to_owned(), t.value().to_owned()))
         .collect();
-    assert_eq!(
-        tags,
-        vec![("ses-smtp-rotator:secret".to_owned(), arn.clone())]
-    );
+    // The owner tag and the key's record (the marker is gone after a completed rotation).
+    let key = env.current_key(&arn);
+    assert_eq!(tags.len(), 2, "{tags:?}");
+    assert!(tags.contains(&("ses-smtp-rotator:secret".to_owned(), arn.clone())));
+    let record = tags
+        .iter()
+        .find(|(k, _)| *k == format!("ses-smtp-rotator:key:{key}"))
+        .map(|(_, v)| v.clone())
+        .expect("the current key's record");
+    assert_eq!(record.split(':').nth(2), Some("c"), "{record}");
 
     // Another secret for the same user would delete this secret's keys: refused, no change.
     let mut doc = env.doc(&arn, "AWSCURRENT").unwrap();

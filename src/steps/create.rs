@@ -12,8 +12,9 @@ use std::collections::HashMap;
 use tracing::{info, warn};
 
 use super::{
-    ALREADY_CURRENT, StepContext, check_destination, check_same_destination, current_document,
-    deadline_epoch, now_epoch, pending_document, pending_state, require_pending_key,
+    ALREADY_CURRENT, StepContext, UserRecord, check_destination, current_document, deadline_epoch,
+    now_epoch, pending_document, pending_must_match, pending_state, require_pending_key,
+    user_record,
 };
 use crate::aws::{CreateKeyError, KeyInfo, SecretState, Stage};
 use crate::config::path_is_under;
@@ -23,6 +24,7 @@ use crate::ownership::{
     token_digest,
 };
 use crate::password::SecretAccessKey;
+use crate::record::{self, KeyState};
 use crate::secret::SecretDocument;
 
 /// Creates a new access key for the secret's IAM user, derives its SMTP password and stores
@@ -58,61 +60,76 @@ pub async fn create_secret(ctx: &StepContext<'_>) -> Result<String, Error> {
     // 2. Ownership guard, and the facts every decision below is made from.
     let user = current.iam_user.as_str();
     check_user_path(ctx, user).await?;
-    let tags = ctx.clients.user_tags(user).await?;
-    let owner = owner_tag_value(arn);
-    if let Some(other) = tags.get(OWNER_TAG).filter(|v| **v != owner) {
-        return Err(Error::UserNotDedicated {
-            iam_user: user.to_owned(),
-            secret_id: arn.to_owned(),
-            owner: other.clone(),
-        });
-    }
-    let marker = tags
-        .get(MARKER_TAG)
-        .map(|v| Marker::parse(v))
-        .unwrap_or_default();
+    let rec = user_record(ctx, arn, user).await?;
+    let UserRecord {
+        records, marker, ..
+    } = &rec;
     let keys = ctx.clients.list_keys(user).await?;
     let current_key = current.credentials.as_ref().map(|c| c.username.as_str());
-    // AWSPREVIOUS is read only when some key is neither the current one nor an attempt's.
-    let unexplained = keys.iter().any(|k| {
-        Some(k.id.as_str()) != current_key
-            && !marker
-                .attempts
-                .iter()
-                .any(|a| a.key.as_deref() == Some(k.id.as_str()))
-    });
-    let previous_key = if unexplained {
+    // AWSPREVIOUS is consulted only for a user no release of this function recorded yet.
+    let previous_key = if records.is_empty() && keys.len() > usize::from(current_key.is_some()) {
         previous_key(ctx, &state, &current).await?
     } else {
         None
     };
     let mut lookups = HashMap::new();
-    for id in ownership::keys_to_look_up(current_key, previous_key.as_deref(), &keys, &marker) {
+    for id in ownership::keys_to_look_up(current_key, &keys, records, marker) {
         let answer = ctx.clients.key_usage(&id, user).await?;
         lookups.insert(id, answer);
     }
     let now = now_epoch();
 
-    // 3. The decision (pure), then the removal of provably stale keys. Every refusal comes
-    //    before the first change.
-    let stale = ownership::stale_keys(&KeyFacts {
+    // 3. The decision (pure), then the removal of keys the record proves stale. Every
+    //    refusal comes before the first change.
+    let plan = ownership::plan_keys(&KeyFacts {
         secret_id: arn,
         user,
+        token: &ctx.event.token,
         current_key,
         previous_key: previous_key.as_deref(),
         keys: &keys,
-        marker: &marker,
+        records,
+        marker,
         lookups: &lookups,
         now,
     })?;
-    if !tags.contains_key(OWNER_TAG) {
-        ctx.clients.tag_user(user, OWNER_TAG, &owner).await?;
+    let mut writes: Vec<(String, String)> = plan
+        .record
+        .iter()
+        .map(|(k, e)| (record::tag_key(k), e.to_value()))
+        .collect();
+    if rec.claim {
+        writes.push((OWNER_TAG.to_owned(), owner_tag_value(arn)));
     }
-    for key in &stale {
+    ctx.clients.tag_user_all(user, &writes).await?;
+    for (key, _) in &plan.record {
+        info!(key_id = %key, "recorded the key AWSCURRENT names as this secret's current key");
+    }
+    for key in &plan.stale {
         info!(iam_user = %user, key_id = %key,
-              "deleting a stale access key (the previous rotation's, or one an ended attempt made)");
+              "deleting a key the record proves stale (an earlier rotation's, or one an ended attempt made)");
         ctx.clients.delete_key(user, key).await?;
     }
+    // Records of keys no longer listed: deleted just now, or earlier by an interrupted
+    // deletion. A key minted moments ago may not be listed yet, so only old records go.
+    let dangling: Vec<String> = records
+        .keys
+        .iter()
+        .filter(|(id, e)| {
+            plan.stale.contains(id)
+                || (!keys.iter().any(|k| k.id == **id)
+                    && e.at() < now - ownership::LISTING_LAG_SECS)
+        })
+        .map(|(id, _)| record::tag_key(id))
+        .collect();
+    ctx.clients.untag_user_all(user, &dangling).await?;
+    for key in &plan.foreign {
+        warn!(iam_user = %user, key_id = %key,
+              "left alone a key this function has no record of making for this secret: adopt it (tag ses-smtp-rotator:key:<id>=adopt) or delete it");
+    }
+    let marker = marker.clone();
+    let stale = plan.stale.clone();
+    let foreign = plan.foreign.clone();
 
     // 4. Minting: the attempt is recorded before CreateAccessKey, its key right after.
     let mut own = Attempt {
@@ -135,7 +152,7 @@ pub async fn create_secret(ctx: &StepContext<'_>) -> Result<String, Error> {
     // two-key limit (a regular rotation) or at PutSecretValue's ResourceExists (a bootstrap),
     // both handled below.
     let mut marker = yield_to_other(ctx, arn, user, &mut own, now).await??;
-    let (key_id, secret) = match mint(ctx, user, &mut marker, &mut own).await {
+    let (key_id, secret) = match mint(ctx, arn, user, &mut marker, &mut own).await {
         Ok(minted) => minted,
         // IAM refused a key for the two-key limit although the stale keys went: another
         // attempt made one meanwhile (tags are no lock; this is the race's definite end). Say
@@ -159,9 +176,22 @@ pub async fn create_secret(ctx: &StepContext<'_>) -> Result<String, Error> {
 
     // 5. Storing.
     let result = store(ctx, arn, &current, &key_id, secret).await;
-    own.state = AttemptState::Ended;
+    own.state = match &result {
+        Ok(Stored::Mine(_)) => AttemptState::Stored,
+        _ => AttemptState::Ended,
+    };
     save_own(ctx, user, &mut marker, &own).await;
-    result
+    result.map(|stored| {
+        let done = stored.answer();
+        if foreign.is_empty() {
+            done
+        } else {
+            format!(
+                "{done}; left alone key(s) {} of {user}, which this function has no record of making for this secret: adopt (tag ses-smtp-rotator:key:<id>=adopt) or delete them",
+                foreign.join(", ")
+            )
+        }
+    })
 }
 
 /// Reads the marker again. When another attempt of this rotation is live, this one ends
@@ -199,13 +229,7 @@ fn in_progress(arn: &str, other: &Attempt, now: i64) -> Error {
 
 /// The marker as the user's tags hold it now.
 async fn record_of(ctx: &StepContext<'_>, user: &str) -> Result<Marker, Error> {
-    Ok(ctx
-        .clients
-        .user_tags(user)
-        .await?
-        .get(MARKER_TAG)
-        .map(|v| Marker::parse(v))
-        .unwrap_or_default())
+    ownership::marker_of(user, &ctx.clients.user_tags(user).await?)
 }
 
 /// Writes this attempt's record into the marker (as last read, after this attempt recorded
@@ -235,7 +259,7 @@ async fn already_stored(
     let Some(pending) = pending_document(ctx, arn).await? else {
         return Ok(None);
     };
-    check_same_destination(ctx, arn, &pending, current)?;
+    pending_must_match(ctx, arn, &pending, current).await?;
     let key_id = require_pending_key(ctx, arn, &pending).await?;
     info!(key_id = %key_id, "pending version already holds credentials whose key is Active; nothing to do");
     Ok(Some(format!(
@@ -306,6 +330,7 @@ fn pruned(
 /// definite refusal that it made nothing, or for an unknown outcome that it may have.
 async fn mint(
     ctx: &StepContext<'_>,
+    arn: &str,
     user: &str,
     marker: &mut Marker,
     own: &mut Attempt,
@@ -313,9 +338,37 @@ async fn mint(
     match ctx.clients.create_key(user).await {
         Ok((key_id, secret)) => {
             info!(iam_user = %user, key_id = %key_id, "created access key");
-            // Name the key at once, so that only a lost response leaves a window to decide.
+            // Record the key at once, in the key record and in the attempt, in one request:
+            // a key that is not recorded is never stored, since nothing could prove it ours.
             own.key = Some(key_id.clone());
-            save_own(ctx, user, marker, own).await;
+            match marker.find_mut(&own.token, own.started_ms) {
+                Some(a) => *a = own.clone(),
+                None => marker.attempts.push(own.clone()),
+            }
+            let entry =
+                record::Entry::new(arn, Some(&ctx.event.token), KeyState::Minted, own.start);
+            let written = ctx
+                .clients
+                .tag_user_all(
+                    user,
+                    &[
+                        (MARKER_TAG.to_owned(), marker.to_value()),
+                        (record::tag_key(&key_id), entry.to_value()),
+                    ],
+                )
+                .await;
+            if let Err(error) = written {
+                warn!(key_id = %key_id, "could not record the new key; deleting it");
+                own.state = AttemptState::Ended;
+                if ctx.clients.delete_key(user, &key_id).await.is_ok() {
+                    save_own(ctx, user, marker, own).await;
+                }
+                return Err(CreateKeyError {
+                    error,
+                    ambiguous: false,
+                    limit_exceeded: false,
+                });
+            }
             Ok((key_id, secret))
         }
         Err(failed) => {
@@ -330,6 +383,22 @@ async fn mint(
     }
 }
 
+/// What storing ended with (the step's answer either way).
+enum Stored {
+    /// This attempt's key is the pending version's.
+    Mine(String),
+    /// Another attempt stored first; this attempt's key was deleted.
+    Theirs(String),
+}
+
+impl Stored {
+    fn answer(self) -> String {
+        match self {
+            Self::Mine(a) | Self::Theirs(a) => a,
+        }
+    }
+}
+
 /// Phase 5: PutSecretValue of the new document as the token's AWSPENDING version.
 async fn store(
     ctx: &StepContext<'_>,
@@ -337,7 +406,7 @@ async fn store(
     current: &SecretDocument,
     key_id: &str,
     secret: SecretAccessKey,
-) -> Result<String, Error> {
+) -> Result<Stored, Error> {
     let token = ctx.event.token.as_str();
     let user = current.iam_user.as_str();
     // Every region's password (the primary's, and with `regions` each listed one's) is
@@ -362,8 +431,13 @@ async fn store(
             warn!(key_id = %key_id,
                   "another attempt already stored credentials for this version; deleting the key this attempt made");
             ctx.clients.delete_key(user, key_id).await?;
+            ctx.clients
+                .untag_user_all(user, &[record::tag_key(key_id)])
+                .await?;
             return match already_stored(ctx, arn, current).await? {
-                Some(done) => Ok(format!("{done}; deleted this attempt's key {key_id}")),
+                Some(done) => Ok(Stored::Theirs(format!(
+                    "{done}; deleted this attempt's key {key_id}"
+                ))),
                 None => Err(Error::PendingNotReadable {
                     secret_id: arn.to_owned(),
                     token: token.to_owned(),
@@ -393,5 +467,7 @@ async fn store(
         }
     }
     info!(key_id = %key_id, stage = %Stage::Pending, "stored pending credentials");
-    Ok(format!("created key {key_id} and stored it as AWSPENDING"))
+    Ok(Stored::Mine(format!(
+        "created key {key_id} and stored it as AWSPENDING"
+    )))
 }

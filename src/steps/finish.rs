@@ -1,47 +1,52 @@
 //! finishSecret: promote the pending version, then retire the old key.
+//!
+//! Which key is "old" comes from the key record, never from a document: the keys recorded as
+//! this secret's current key other than the one just promoted. AWSPREVIOUS, which anyone with
+//! `secretsmanager:PutSecretValue` or `UpdateSecretVersionStage` can point anywhere, is not
+//! read at all.
 
-use tracing::info;
+use tracing::{info, warn};
 
 use super::{
-    StepContext, TokenState, check_destination, check_same_destination, current_document,
-    document_at, now_epoch, pending_document, preamble, require_pending_key,
+    StepContext, TokenState, UserRecord, check_destination, current_document, document_at,
+    now_epoch, pending_document, pending_must_match, preamble, require_pending_key, user_record,
 };
 use crate::aws::{KeyLookup, Stage};
 use crate::config::OldKeyAction;
 use crate::error::Error;
-use crate::ownership::{MARKER_TAG, Marker, token_digest};
+use crate::ownership::{MARKER_TAG, OWNER_TAG, owner_tag_value, token_digest};
+use crate::record::{Entry, KeyState, tag_key};
 use crate::secret::{SecretDocument, SecretError};
 
 /// Moves AWSCURRENT to the token's version (removing it from the old current version, which
-/// Secrets Manager then labels AWSPREVIOUS), then applies `OLD_KEY_ACTION` to the old key:
-/// deactivate (default), delete, or keep.
+/// Secrets Manager then labels AWSPREVIOUS), records the promotion, then applies
+/// `OLD_KEY_ACTION` to the key it superseded: deactivate (default), delete, or keep.
 ///
-/// Before the move it checks what it promotes: the pending document describes the same user
-/// and destination as AWSCURRENT, its host is allowed, and its key exists and is Active.
+/// Before the move it checks what it promotes: the pending document carries exactly what
+/// AWSCURRENT says (else the version is cleared, [`Error::PendingMismatch`]), its host is
+/// allowed, its key exists and is Active, and the key record proves this rotation minted that
+/// key for this secret (else [`Error::PendingKeyNotRecorded`], also clearing the version).
 ///
 /// Idempotent and crash safe: when the stage move already happened (the token is AWSCURRENT),
-/// the action is applied to the AWSPREVIOUS version's key; a key already inactive or gone is
-/// fine. The key that is now current is never touched. Last, the attempts of this rotation
-/// are cleared from the marker tag, deleting a never-used key one of them left that IAM's
-/// eventual consistency hid from createSecret.
+/// the promotion is recorded if it was not, and the action is applied to every key the record
+/// shows superseded and not yet retired; a key already inactive or gone is fine. The key that
+/// is now current is never touched, and no key the record does not prove this secret's is.
+/// Last, this rotation's attempts are cleared from the marker tag, deleting a key one of them
+/// left.
 ///
 /// # Errors
 /// Preamble errors; [`Error::MalformedSecret`] when the pending version has no credentials;
 /// [`Error::PendingMismatch`]; [`Error::HostNotAllowed`]; [`Error::PendingKeyGone`];
-/// Secrets Manager / IAM failures.
+/// [`Error::PendingKeyNotRecorded`]; [`Error::UserNotDedicated`] / [`Error::UserNotAssigned`];
+/// [`Error::KeyRecordUnreadable`]; Secrets Manager / IAM failures.
 pub async fn finish_secret(ctx: &StepContext<'_>) -> Result<String, Error> {
     let token = &ctx.event.token;
-    let (new_doc, old_doc) = match preamble(ctx).await? {
+    match preamble(ctx).await? {
         TokenState::AlreadyCurrent(state) => {
-            // Re-run after the move: the old key is the one AWSPREVIOUS names.
-            let arn = state.arn.clone();
-            let new_doc = current_document(ctx, &arn).await?;
-            let old_doc = match state.version_with(Stage::Previous) {
-                Some(prev) if prev != token.as_str() => previous_document(ctx, &arn, prev).await?,
-                _ => None,
-            };
+            // Re-run after the move: complete the record and the old key's retirement.
+            let new_doc = current_document(ctx, &state.arn).await?;
             info!("version is already AWSCURRENT; completing the old key's retirement");
-            (new_doc, old_doc)
+            complete(ctx, &state.arn, &new_doc).await
         }
         TokenState::Pending(state) => {
             let arn = state.arn.clone();
@@ -63,30 +68,134 @@ pub async fn finish_secret(ctx: &StepContext<'_>) -> Result<String, Error> {
                 None => None,
             };
             if let Some(old) = &old_doc {
-                check_same_destination(ctx, &arn, &new_doc, old)?;
+                pending_must_match(ctx, &arn, &new_doc, old).await?;
             }
             check_destination(ctx, &arn, &new_doc, Stage::Pending)?;
-            require_pending_key(ctx, &arn, &new_doc).await?;
+            let new_key = require_pending_key(ctx, &arn, &new_doc).await?;
+            let user = new_doc.iam_user.as_str();
+            let rec = user_record(ctx, &arn, user).await?;
+            if !minted_here(ctx, &arn, &rec, &new_key) {
+                warn!(key_id = %new_key,
+                      "the pending version names a key the record does not show this rotation made; removing AWSPENDING");
+                ctx.clients.remove_pending(&arn, token).await?;
+                return Err(Error::PendingKeyNotRecorded {
+                    secret_id: arn.clone(),
+                    token: token.clone(),
+                    key_id: new_key,
+                    iam_user: user.to_owned(),
+                });
+            }
+            // A user whose old key no release recorded yet (its first rotation under this
+            // release, or single scope's first claim) has that key recorded now, so that the
+            // promotion below can retire it.
+            let mut writes = Vec::new();
+            if rec.claim {
+                writes.push((OWNER_TAG.to_owned(), owner_tag_value(&arn)));
+            }
+            if let Some(old_key) = old_doc
+                .as_ref()
+                .filter(|d| d.iam_user == new_doc.iam_user)
+                .and_then(|d| d.credentials.as_ref())
+                .map(|c| c.username.as_str())
+                && old_key != new_key
+                && rec.records.keys.keys().all(|k| *k == new_key)
+            {
+                writes.push((
+                    tag_key(old_key),
+                    Entry::new(&arn, None, KeyState::Current, now_epoch()).to_value(),
+                ));
+            }
+            ctx.clients.tag_user_all(user, &writes).await?;
             ctx.clients
                 .move_current(&arn, token, from.as_deref())
                 .await?;
             info!(
                 previous_version = from.as_deref().unwrap_or("none"),
-                new_key_id = new_doc
-                    .credentials
-                    .as_ref()
-                    .map_or("?", |c| c.username.as_str()),
+                new_key_id = %new_key,
                 "moved AWSCURRENT to the new version"
             );
-            (new_doc, old_doc)
+            complete(ctx, &arn, &new_doc).await
         }
+    }
+}
+
+/// Whether the record proves this rotation minted `key` for this secret: its record says
+/// so, or (a key minted by an earlier release, before records) an attempt of this token
+/// named it.
+fn minted_here(ctx: &StepContext<'_>, arn: &str, rec: &UserRecord, key: &str) -> bool {
+    match rec.records.get(key) {
+        Some(e) => e.minted_by(arn, &ctx.event.token),
+        None => {
+            let t = token_digest(&ctx.event.token);
+            rec.marker
+                .attempts
+                .iter()
+                .any(|a| a.token == t && a.key.as_deref() == Some(key))
+        }
+    }
+}
+
+/// After the move: records the promoted key as current and the keys it superseded as
+/// previous, applies `OLD_KEY_ACTION` to every superseded key, and clears this rotation's
+/// attempts.
+async fn complete(
+    ctx: &StepContext<'_>,
+    arn: &str,
+    new_doc: &SecretDocument,
+) -> Result<String, Error> {
+    let Some(new_key) = new_doc.credentials.as_ref().map(|c| c.username.clone()) else {
+        return Ok("AWSCURRENT holds no credentials; nothing to retire".into());
     };
-    let mut result = retire_old_key(ctx, &new_doc, old_doc.as_ref()).await?;
-    let old_key = old_doc
-        .as_ref()
-        .and_then(|d| d.credentials.as_ref())
-        .map(|c| c.username.as_str());
-    let removed = clear_marker(ctx, &new_doc, old_key).await?;
+    let user = new_doc.iam_user.as_str();
+    let rec = user_record(ctx, arn, user).await?;
+    let promoted = match rec.records.state_of(&new_key, arn) {
+        Some(KeyState::Current) => true,
+        _ => minted_here(ctx, arn, &rec, &new_key),
+    };
+    if !promoted {
+        warn!(key_id = %new_key,
+              "AWSCURRENT names a key the record does not show this rotation made; nothing retired");
+        return Ok(format!(
+            "AWSCURRENT names key {new_key}, which the key record does not show this rotation made (an edit moved the stages); no key was retired"
+        ));
+    }
+    let now = now_epoch();
+    let mut writes = Vec::new();
+    if rec.claim {
+        writes.push((OWNER_TAG.to_owned(), owner_tag_value(arn)));
+    }
+    if !matches!(
+        rec.records.get(&new_key),
+        Some(Entry::Recorded {
+            state: KeyState::Current,
+            ..
+        })
+    ) {
+        writes.push((
+            tag_key(&new_key),
+            Entry::new(arn, Some(&ctx.event.token), KeyState::Current, now).to_value(),
+        ));
+    }
+    let mut superseded = Vec::new();
+    for (id, entry) in &rec.records.keys {
+        if *id == new_key {
+            continue;
+        }
+        match entry.state_for(arn) {
+            Some(KeyState::Current) => {
+                writes.push((
+                    tag_key(id),
+                    Entry::new(arn, None, KeyState::Previous, now).to_value(),
+                ));
+                superseded.push(id.clone());
+            }
+            Some(KeyState::Previous) => superseded.push(id.clone()),
+            _ => {}
+        }
+    }
+    ctx.clients.tag_user_all(user, &writes).await?;
+    let mut result = retire(ctx, arn, user, &new_key, &superseded).await?;
+    let removed = clear_marker(ctx, arn, user, &new_key, &rec).await?;
     if removed > 0 {
         result.push_str(&format!(
             "; deleted {removed} unused key(s) a failed attempt left"
@@ -95,123 +204,137 @@ pub async fn finish_secret(ctx: &StepContext<'_>) -> Result<String, Error> {
     Ok(result)
 }
 
-/// Clears this rotation's attempts from the marker tag (the tag goes when nothing else is
-/// recorded). A key an ended or expired attempt of this rotation made, or a never-used key
-/// in the window of one whose outcome was unknown, is deleted first (never the new current
-/// key, never the key the previous version names), so the completed rotation leaves no key
-/// that no version names. Attempts still
-/// running are kept: their key, if any, is deleted by the attempt itself when it finds the
-/// version taken, or by the next rotation. Returns how many keys were deleted.
-async fn clear_marker(
-    ctx: &StepContext<'_>,
-    new_doc: &SecretDocument,
-    old_key: Option<&str>,
-) -> Result<usize, Error> {
-    let user = new_doc.iam_user.as_str();
-    let tags = ctx.clients.user_tags(user).await?;
-    let Some(value) = tags.get(MARKER_TAG) else {
-        return Ok(0);
-    };
-    let mut marker = Marker::parse(value);
-    let token = token_digest(&ctx.event.token);
-    let now = now_epoch();
-    let new_key = new_doc.credentials.as_ref().map(|c| c.username.as_str());
-    let ours: Vec<_> = marker
-        .attempts
-        .iter()
-        .filter(|a| a.token == token && !a.is_live(now))
-        .cloned()
-        .collect();
-    let mut removed = 0;
-    // Only an attempt that did not end by storing the new key can have left one behind.
-    let may_have_left = ours
-        .iter()
-        .any(|a| a.key.is_none() || a.key.as_deref() != new_key);
-    if may_have_left {
-        for key in ctx.clients.list_keys(user).await? {
-            // The versions' own keys are never an attempt's leftover, whatever their dates.
-            if Some(key.id.as_str()) == new_key || Some(key.id.as_str()) == old_key {
-                continue;
-            }
-            let named = ours
-                .iter()
-                .any(|a| a.key.as_deref() == Some(key.id.as_str()));
-            let in_window = key
-                .created
-                .is_some_and(|c| ours.iter().any(|a| a.covers(c.secs())));
-            let ours_to_delete = named
-                || (in_window
-                    && matches!(
-                        ctx.clients.key_usage(&key.id, user).await?,
-                        KeyLookup::Found(u) if !u.ever_used
-                    ));
-            if ours_to_delete {
-                info!(key_id = %key.id, "deleting an unused key an earlier attempt of this rotation made");
-                ctx.clients.delete_key(user, &key.id).await?;
-                removed += 1;
-            }
-        }
-    }
-    // This rotation's attempts go (a live one that made the new key is done as well).
-    marker.attempts.retain(|a| {
-        a.token != token && a.key.as_deref() != new_key
-            || a.token == token && a.is_live(now) && a.key.as_deref() != new_key
-    });
-    if marker.is_empty() {
-        ctx.clients.untag_user(user, MARKER_TAG).await?;
-    } else if marker.to_value() != *value {
-        ctx.clients
-            .tag_user(user, MARKER_TAG, &marker.to_value())
-            .await?;
-    }
-    Ok(removed)
-}
-
-/// Reads the previous version's document. A version without a value or with a document that
-/// does not parse names no key we could safely act on (`None`); a failed read is an error, so
-/// that Secrets Manager retries instead of the old key silently staying active.
-async fn previous_document(
+/// Applies `OLD_KEY_ACTION` to the superseded keys (each recorded as this secret's).
+async fn retire(
     ctx: &StepContext<'_>,
     arn: &str,
-    version: &str,
-) -> Result<Option<SecretDocument>, Error> {
-    match document_at(ctx, arn, Some(version), Stage::Previous).await {
-        Err(Error::MalformedSecret { .. }) => Ok(None),
-        other => other,
-    }
-}
-
-async fn retire_old_key(
-    ctx: &StepContext<'_>,
-    new_doc: &SecretDocument,
-    old_doc: Option<&SecretDocument>,
+    user: &str,
+    new_key: &str,
+    superseded: &[String],
 ) -> Result<String, Error> {
-    let new_key = new_doc.credentials.as_ref().map(|c| c.username.as_str());
-    let Some((old_user, old_key)) = old_doc.and_then(|d| {
-        d.credentials
-            .as_ref()
-            .map(|c| (d.iam_user.as_str(), c.username.as_str()))
-    }) else {
-        return Ok("no previous key to retire (the previous version held no credentials)".into());
-    };
-    if Some(old_key) == new_key {
-        return Ok("the previous version names the current key; nothing to retire".into());
+    if superseded.is_empty() {
+        return Ok(format!(
+            "new key {new_key} is AWSCURRENT; no previous key to retire (none recorded as this secret's)"
+        ));
     }
     let action = ctx.config.old_key_action;
-    match action {
-        OldKeyAction::Deactivate => ctx.clients.deactivate_key(old_user, old_key).await?,
-        OldKeyAction::Delete => ctx.clients.delete_key(old_user, old_key).await?,
-        OldKeyAction::Keep => {}
+    for key in superseded {
+        match action {
+            OldKeyAction::Deactivate => {
+                ctx.clients.deactivate_key(user, key).await?;
+                ctx.clients
+                    .tag_user_all(
+                        user,
+                        &[(
+                            tag_key(key),
+                            Entry::new(arn, None, KeyState::Retired, now_epoch()).to_value(),
+                        )],
+                    )
+                    .await?;
+            }
+            OldKeyAction::Delete => {
+                ctx.clients.delete_key(user, key).await?;
+                ctx.clients.untag_user_all(user, &[tag_key(key)]).await?;
+            }
+            OldKeyAction::Keep => {}
+        }
+        info!(key_id = %key, action = action.as_str(), "applied OLD_KEY_ACTION to the previous key");
     }
-    info!(key_id = %old_key,
-          action = action.as_str(), "applied OLD_KEY_ACTION to the previous key");
     Ok(format!(
-        "new key {} is AWSCURRENT; previous key {old_key}: {}",
-        new_key.unwrap_or("?"),
+        "new key {new_key} is AWSCURRENT; previous key {}: {}",
+        superseded.join(", "),
         match action {
             OldKeyAction::Deactivate => "deactivated",
             OldKeyAction::Delete => "deleted",
             OldKeyAction::Keep => "kept active until the next rotation",
         }
     ))
+}
+
+/// Clears this rotation's attempts from the marker tag (the tag goes when nothing else is
+/// recorded). A key an ended or expired attempt of this rotation made (named by the attempt
+/// or recorded as minted by this token), or a never-used key in the window of one whose
+/// outcome was unknown, is deleted first (never the new current key, never a key the record
+/// shows current or superseded), so the completed rotation leaves no key the record does not
+/// explain. Attempts still running are kept: their key, if any, is deleted by the attempt
+/// itself when it finds the version taken, or by the next rotation. Returns how many keys
+/// were deleted.
+async fn clear_marker(
+    ctx: &StepContext<'_>,
+    arn: &str,
+    user: &str,
+    new_key: &str,
+    rec: &UserRecord,
+) -> Result<usize, Error> {
+    let mut marker = rec.marker.clone();
+    let token = token_digest(&ctx.event.token);
+    let now = now_epoch();
+    let ours: Vec<_> = marker
+        .attempts
+        .iter()
+        .filter(|a| a.token == token && !a.is_live(now))
+        .cloned()
+        .collect();
+    let live_key = |k: &str| {
+        marker
+            .attempts
+            .iter()
+            .any(|a| a.key.as_deref() == Some(k) && a.is_live(now))
+    };
+    let recorded_leftover = rec
+        .records
+        .keys
+        .iter()
+        .any(|(k, e)| *k != new_key && e.minted_by(arn, &ctx.event.token));
+    let mut removed = 0;
+    // Only an attempt that did not end by storing the new key can have left one behind.
+    let may_have_left = recorded_leftover
+        || ours
+            .iter()
+            .any(|a| a.key.is_none() || a.key.as_deref() != Some(new_key));
+    if may_have_left {
+        for key in ctx.clients.list_keys(user).await? {
+            let id = key.id.as_str();
+            if id == new_key || live_key(id) {
+                continue;
+            }
+            let leftover = match rec.records.get(id) {
+                Some(e) => e.minted_by(arn, &ctx.event.token),
+                None => {
+                    let named = ours.iter().any(|a| a.key.as_deref() == Some(id));
+                    let in_window = key
+                        .created
+                        .is_some_and(|c| ours.iter().any(|a| a.covers(c.secs())));
+                    named
+                        || (in_window
+                            && matches!(
+                                ctx.clients.key_usage(id, user).await?,
+                                KeyLookup::Found(u) if !u.ever_used
+                            ))
+                }
+            };
+            if leftover {
+                info!(key_id = %id, "deleting an unused key an earlier attempt of this rotation made");
+                ctx.clients.delete_key(user, id).await?;
+                ctx.clients.untag_user_all(user, &[tag_key(id)]).await?;
+                removed += 1;
+            }
+        }
+    }
+    // This rotation's attempts go (a live one that made the new key is done as well).
+    let before = marker.clone();
+    marker.attempts.retain(|a| {
+        a.token != token && a.key.as_deref() != Some(new_key)
+            || a.token == token && a.is_live(now) && a.key.as_deref() != Some(new_key)
+    });
+    if marker.is_empty() {
+        if rec.tags.contains_key(MARKER_TAG) {
+            ctx.clients.untag_user(user, MARKER_TAG).await?;
+        }
+    } else if marker != before {
+        ctx.clients
+            .tag_user(user, MARKER_TAG, &marker.to_value())
+            .await?;
+    }
+    Ok(removed)
 }

@@ -128,26 +128,132 @@ pub fn check_destination(
     Ok(())
 }
 
-/// Refuses a pending document that does not describe the same user and destination as
-/// AWSCURRENT: a version written behind the rotation's back never gets credentials tested
-/// or promoted.
+/// Refuses a pending document that does not carry exactly what AWSCURRENT says (the same
+/// user and destination, the same operator fields) or has no credentials: a version written
+/// behind the rotation's back never gets credentials tested or promoted, and one that an
+/// edit of AWSCURRENT overtook would undo the edit. Such a version can never be promoted, and
+/// a version stuck in AWSPENDING blocks every later rotation, so it is cleared: the key this
+/// rotation minted for it is deleted (only when the record proves it, and no version needs
+/// it) and AWSPENDING is removed, so the next rotation starts fresh.
 ///
 /// # Errors
-/// [`Error::PendingMismatch`].
-pub fn check_same_destination(
+/// [`Error::PendingMismatch`] (after clearing); failures of the clearing itself.
+pub async fn pending_must_match(
     ctx: &StepContext<'_>,
     arn: &str,
     pending: &SecretDocument,
     current: &SecretDocument,
 ) -> Result<(), Error> {
-    if pending.same_destination(current) && pending.credentials.is_some() {
-        Ok(())
-    } else {
-        Err(Error::PendingMismatch {
-            secret_id: arn.to_owned(),
-            token: ctx.event.token.clone(),
-        })
+    let mut fields = pending.differing_fields(current);
+    if pending.credentials.is_none() {
+        fields.insert(0, "credentials");
     }
+    if fields.is_empty() {
+        return Ok(());
+    }
+    let mut cleanup = String::new();
+    let current_key = current.credentials.as_ref().map(|c| c.username.as_str());
+    if let Some(key) = pending.credentials.as_ref().map(|c| c.username.as_str())
+        && Some(key) != current_key
+        && pending.iam_user == current.iam_user
+        && delete_minted_key(ctx, arn, &current.iam_user, key).await?
+    {
+        cleanup = format!(" and its key {key}, minted by this rotation, was deleted");
+    }
+    tracing::warn!(fields = %fields.join(", "),
+        "the pending version differs from AWSCURRENT and can never be promoted; removing AWSPENDING so the next rotation starts fresh");
+    ctx.clients.remove_pending(arn, &ctx.event.token).await?;
+    Err(Error::PendingMismatch {
+        secret_id: arn.to_owned(),
+        token: ctx.event.token.clone(),
+        fields: fields.join(", "),
+        cleanup,
+    })
+}
+
+/// Deletes `key` (and its record) when the record proves this rotation minted it for this
+/// secret, on a user this secret owns, and no attempt that may still be storing it is live.
+/// Returns whether it did. Anything unproven is left for the next rotation to judge.
+async fn delete_minted_key(
+    ctx: &StepContext<'_>,
+    arn: &str,
+    user: &str,
+    key: &str,
+) -> Result<bool, Error> {
+    let Ok(rec) = user_record(ctx, arn, user).await else {
+        return Ok(false);
+    };
+    let minted = rec
+        .records
+        .get(key)
+        .is_some_and(|e| e.minted_by(arn, &ctx.event.token));
+    let live = rec
+        .marker
+        .attempts
+        .iter()
+        .any(|a| a.key.as_deref() == Some(key) && a.is_live(now_epoch()));
+    if rec.claim || !minted || live {
+        return Ok(false);
+    }
+    ctx.clients.delete_key(user, key).await?;
+    ctx.clients
+        .untag_user_all(user, &[crate::record::tag_key(key)])
+        .await?;
+    Ok(true)
+}
+
+/// What the user's tags say: whether it is this secret's, the key record and the marker.
+#[derive(Debug)]
+pub struct UserRecord {
+    /// All the user's tags.
+    pub tags: std::collections::HashMap<String, String>,
+    /// The key record.
+    pub records: crate::record::Records,
+    /// createSecret's attempts.
+    pub marker: crate::ownership::Marker,
+    /// The user has no owner tag yet and this (single-scope) deployment may claim it.
+    pub claim: bool,
+}
+
+/// Reads the user's tags and checks the user is this secret's: its owner tag names the
+/// secret, or (single scope only) it has none yet and may be claimed. Every record must be
+/// readable.
+///
+/// # Errors
+/// [`Error::UserNotDedicated`], [`Error::UserNotAssigned`] (shared scope, no owner tag),
+/// [`Error::KeyRecordUnreadable`], IAM failures.
+pub async fn user_record(
+    ctx: &StepContext<'_>,
+    arn: &str,
+    user: &str,
+) -> Result<UserRecord, Error> {
+    use crate::ownership::{OWNER_TAG, owner_tag_value};
+    let tags = ctx.clients.user_tags(user).await?;
+    let claim = match tags.get(OWNER_TAG) {
+        Some(v) if *v == owner_tag_value(arn) => false,
+        Some(other) => {
+            return Err(Error::UserNotDedicated {
+                iam_user: user.to_owned(),
+                secret_id: arn.to_owned(),
+                owner: other.clone(),
+            });
+        }
+        None if ctx.config.scope == crate::config::RotationScope::Shared => {
+            return Err(Error::UserNotAssigned {
+                iam_user: user.to_owned(),
+                secret_id: arn.to_owned(),
+            });
+        }
+        None => true,
+    };
+    let records = crate::record::Records::from_tags(user, &tags)?;
+    let marker = crate::ownership::marker_of(user, &tags)?;
+    Ok(UserRecord {
+        tags,
+        records,
+        marker,
+        claim,
+    })
 }
 
 /// Reads and parses one version's document (`version` by id, or whichever holds `stage`);
@@ -228,20 +334,20 @@ pub fn now_epoch_ms() -> i64 {
 /// known deadline, Lambda's longest timeout (15 minutes) from now.
 #[must_use]
 pub fn deadline_epoch(ctx: &StepContext<'_>) -> i64 {
-    let left = ctx.deadline.map_or(900, |d| {
+    let max = crate::ownership::MAX_LEASE_SECS;
+    let left = ctx.deadline.map_or(max, |d| {
         i64::try_from(
             d.saturating_duration_since(Instant::now())
                 .as_secs()
                 .saturating_add(1),
         )
-        .unwrap_or(900)
+        .unwrap_or(max)
+        .min(max)
     });
     now_epoch().saturating_add(left)
 }
 
-/// How long after an attempt made a key IAM must list it: past this, a key that is not
-/// listed and that IAM will not describe is gone, not merely lagging.
-const LISTING_LAG_SECS: i64 = 120;
+use crate::ownership::LISTING_LAG_SECS;
 
 /// Checks that the key a pending document names exists and is Active, and returns its id.
 /// A key confirmed gone (not listed, and GetAccessKeyLastUsed answers NoSuchEntity, or the
@@ -284,13 +390,16 @@ pub async fn require_pending_key(
         crate::aws::KeyLookup::Found(_) => false,
         crate::aws::KeyLookup::Denied => {
             let tags = ctx.clients.user_tags(user).await?;
-            let marker = tags
-                .get(crate::ownership::MARKER_TAG)
-                .map(|v| crate::ownership::Marker::parse(v))
-                .unwrap_or_default();
-            marker.attempts.iter().any(|a| {
-                a.key.as_deref() == Some(key_id) && a.start < now_epoch() - LISTING_LAG_SECS
-            })
+            let marker = crate::ownership::marker_of(user, &tags)?;
+            let records = crate::record::Records::from_tags(user, &tags)?;
+            let old = now_epoch() - LISTING_LAG_SECS;
+            marker
+                .attempts
+                .iter()
+                .any(|a| a.key.as_deref() == Some(key_id) && a.start < old)
+                || records
+                    .get(key_id)
+                    .is_some_and(|e| e.minted_by(arn, &ctx.event.token) && e.at() < old)
         }
     };
     if !gone {
@@ -301,6 +410,12 @@ pub async fn require_pending_key(
     }
     tracing::warn!(key_id = %key_id, "the pending version's key is gone; removing AWSPENDING so the next rotation starts fresh");
     ctx.clients.remove_pending(arn, &ctx.event.token).await?;
+    // Its record goes too (best effort: a record of a key that is not listed is removed by
+    // the next createSecret anyway).
+    let _ = ctx
+        .clients
+        .untag_user_all(user, &[crate::record::tag_key(key_id)])
+        .await;
     Err(Error::PendingKeyGone {
         secret_id: arn.to_owned(),
         token: ctx.event.token.clone(),

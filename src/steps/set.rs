@@ -36,7 +36,7 @@ pub async fn set_secret(ctx: &StepContext<'_>) -> Result<String, Error> {
         });
     };
     let current = current_document(ctx, arn).await?;
-    super::check_same_destination(ctx, arn, &pending, &current)?;
+    super::pending_must_match(ctx, arn, &pending, &current).await?;
     let key_id = require_pending_key(ctx, arn, &pending).await?;
     info!(key_id = %key_id, "pending key is listed and Active");
     Ok(format!("key {key_id} is Active"))

@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 use super::{
-    ALREADY_CURRENT, StepContext, check_destination, check_same_destination, current_document,
-    pending_document, pending_state,
+    ALREADY_CURRENT, StepContext, check_destination, current_document, pending_document,
+    pending_must_match, pending_state,
 };
 use crate::aws::Stage;
 use crate::error::{Error, RegionFailure};
-use crate::ownership::{MARKER_TAG, Marker};
+use crate::ownership::marker_of;
 use crate::password::Region;
 use crate::secret::{SecretDocument, SecretError, SmtpCredentials};
 use crate::smtp::{LoginOutcome, SmtpTarget, try_login_and_send};
@@ -56,7 +56,7 @@ pub async fn test_secret(ctx: &StepContext<'_>) -> Result<String, Error> {
     let current = current_document(ctx, arn).await?;
     let (doc, which) = match pending_document(ctx, arn).await? {
         Some(pending) => {
-            check_same_destination(ctx, arn, &pending, &current)?;
+            pending_must_match(ctx, arn, &pending, &current).await?;
             (pending, Stage::Pending)
         }
         None => {
@@ -65,23 +65,29 @@ pub async fn test_secret(ctx: &StepContext<'_>) -> Result<String, Error> {
             // more, then ask for a retry rather than test (and so let finishSecret promote)
             // something else than what was stored.
             let tags = ctx.clients.user_tags(&current.iam_user).await?;
-            let marker = tags
-                .get(MARKER_TAG)
-                .map(|v| Marker::parse(v))
-                .unwrap_or_default();
-            if let Some(attempt) = marker.made_key_for(&ctx.event.token) {
+            let marker = marker_of(&current.iam_user, &tags)?;
+            let records = crate::record::Records::from_tags(&current.iam_user, &tags)?;
+            let recorded = records
+                .keys
+                .iter()
+                .find(|(_, e)| e.minted_by(arn, &ctx.event.token))
+                .map(|(k, _)| k.clone());
+            let attempt = marker
+                .made_key_for(&ctx.event.token)
+                .map(|a| a.key.clone())
+                .or(recorded.clone().map(Some));
+            if let Some(attempt_key) = attempt {
                 match pending_document(ctx, arn).await? {
                     Some(pending) => {
-                        check_same_destination(ctx, arn, &pending, &current)?;
+                        pending_must_match(ctx, arn, &pending, &current).await?;
                         (pending, Stage::Pending)
                     }
                     None => {
                         return Err(Error::PendingNotReadable {
                             secret_id: arn.to_owned(),
                             token: ctx.event.token.clone(),
-                            key_id: attempt
-                                .key
-                                .clone()
+                            key_id: attempt_key
+                                .or(recorded)
                                 .unwrap_or_else(|| "(id not yet recorded)".into()),
                         });
                     }

@@ -148,8 +148,17 @@ impl Env {
         for (k, v) in self.info["lambda_env"].as_object().expect("lambda_env") {
             cmd.env(k, v.as_str().expect("env value"));
         }
-        // template.yaml sets IAM_USER_PATH to SmtpIamUserPath in every deployment.
+        // template.yaml sets IAM_USER_PATH to SmtpIamUserPath and ROTATION_SCOPE to Scope in
+        // every deployment.
         cmd.env("IAM_USER_PATH", USER_PATH);
+        cmd.env(
+            "ROTATION_SCOPE",
+            if self.scope == Scope::Single {
+                "single"
+            } else {
+                "shared"
+            },
+        );
         for (k, v) in extra {
             cmd.env(k, v);
         }
@@ -476,8 +485,38 @@ impl Env {
                 self.deploy_single_stack(&arn, doc["iam_user"].as_str());
                 arn
             }
-            Scope::Shared { kms } => self.create_secret_as(name, doc, true, kms.as_deref()),
+            Scope::Shared { kms } => {
+                let arn = self.create_secret_as(name, doc, true, kms.as_deref());
+                // deploy/app-stack.yaml creates user and secret together and tags the user as
+                // the secret's; the shared function never claims a user itself.
+                if let Some(user) = doc["iam_user"].as_str() {
+                    self.assign_user(user, &arn);
+                }
+                arn
+            }
         }
+    }
+
+    /// Tags `user` as `secret`'s (`ses-smtp-rotator:secret`), as deploy/app-stack.yaml does;
+    /// a user that does not exist is left alone.
+    pub fn assign_user(&self, user: &str, secret: &str) {
+        let tag = aws_sdk_iam::types::Tag::builder()
+            .key("ses-smtp-rotator:secret")
+            .value(secret)
+            .build()
+            .expect("tag");
+        let _ = self.block_on(self.iam.tag_user().user_name(user).tags(tag).send());
+    }
+
+    /// Sets one tag on a user as an operator would (not the function).
+    pub fn tag_user(&self, user: &str, key: &str, value: &str) {
+        let tag = aws_sdk_iam::types::Tag::builder()
+            .key(key)
+            .value(value)
+            .build()
+            .expect("tag");
+        self.block_on(self.iam.tag_user().user_name(user).tags(tag).send())
+            .expect("tag user");
     }
 
     /// Creates a secret as an operator might, whatever the deployment: tagged

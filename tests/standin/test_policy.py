@@ -112,6 +112,20 @@ def test_tag_writes_are_limited_to_the_rotators_own_tag_keys() -> None:
     user = f"arn:aws:iam::{ACCT}:user/ses-smtp/u"
     assert policy.evaluate("iam:TagUser", user, {"aws:TagKeys": ["ses-smtp-rotator:secret"]})[0] == "allow"
     assert policy.evaluate("iam:TagUser", user, {"aws:TagKeys": ["ses-smtp-rotator:x", "owner"]})[0] == "implicit"
+    # The env the template gives the function says which scope it is in.
+    assert render({"SmtpIamUserName": "u"}, {"SmtpSecret": SECRET})[1]["ROTATION_SCOPE"] == "single"
+
+
+def test_shared_scope_cannot_write_the_owner_tag_but_can_keep_its_record() -> None:
+    policy, env = render({"Scope": "shared"})
+    assert env["ROTATION_SCOPE"] == "shared"
+    user = f"arn:aws:iam::{ACCT}:user/ses-smtp/u"
+    record = ["ses-smtp-rotator:key:AKIAABCDEFGHIJKLMNOP", "ses-smtp-rotator:creating-key"]
+    for action in ("iam:TagUser", "iam:UntagUser"):
+        assert policy.evaluate(action, user, {"aws:TagKeys": record})[0] == "allow", action
+        # Neither alone nor beside the record: no tenant's secret can claim (or unclaim) a user.
+        assert policy.evaluate(action, user, {"aws:TagKeys": ["ses-smtp-rotator:secret"]})[0] == "implicit", action
+        assert policy.evaluate(action, user, {"aws:TagKeys": [*record, "ses-smtp-rotator:secret"]})[0] == "implicit", action
 
 
 # -- the evaluator's semantics (IAM User Guide, policy evaluation and condition operators) --------
