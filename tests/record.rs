@@ -488,3 +488,48 @@ fn the_record_names_every_key_and_what_became_of_it() {
         assert!(k.len() <= 128 && v.len() <= 256, "{k}={v}");
     }
 }
+
+#[test]
+fn stage_moves_and_edits_by_an_operator_are_followed_by_a_rotation_that_completes() {
+    let (env, arn) = setup(&[("OLD_KEY_ACTION", "keep")]);
+    assert_ok(&env.rotate(&arn, None));
+    assert_ok(&env.rotate(&arn, None));
+
+    // 1. Promoted by hand: AWSCURRENT moved onto a pending version, finishSecret never ran.
+    let token = env.pending(&arn);
+    for step in ["createSecret", "setSecret", "testSecret"] {
+        assert_eq!(env.invoke(step, &arn, &token)["ok"], true, "{step}");
+    }
+    let from = env.version_with(&arn, "AWSCURRENT");
+    move_stage(&env, &arn, "AWSCURRENT", &token, from.as_deref());
+    assert_ok(&env.rotate(&arn, None));
+    assert_invariants(&env, &arn, "ses-smtp");
+
+    // 2. Rolled back: AWSCURRENT moved back onto AWSPREVIOUS (its key still Active: keep).
+    let previous = env.version_with(&arn, "AWSPREVIOUS").expect("previous");
+    let from = env.version_with(&arn, "AWSCURRENT");
+    move_stage(&env, &arn, "AWSCURRENT", &previous, from.as_deref());
+    assert_ok(&env.rotate(&arn, None));
+    assert_invariants(&env, &arn, "ses-smtp");
+
+    // 3. An operator field edited during a rotation: the pending version would undo the edit,
+    //    so it is cleared; the next rotation keeps the edit.
+    let token = env.pending(&arn);
+    assert_eq!(env.invoke("createSecret", &arn, &token)["ok"], true);
+    let mut doc = env.doc(&arn, "AWSCURRENT").unwrap();
+    doc["team"] = json!({"owner": "someone new"});
+    put_current(&env, &arn, &doc);
+    let r = env.rotate(&arn, Some(&token));
+    let (t, m) = last_step(&r);
+    assert_eq!(t, "PendingMismatch", "{r:#}");
+    assert!(
+        m.contains("other fields") && !m.contains("someone new"),
+        "{m}"
+    );
+    assert_ok(&env.rotate(&arn, None));
+    assert_eq!(
+        env.doc(&arn, "AWSCURRENT").unwrap()["team"],
+        json!({"owner": "someone new"})
+    );
+    assert_invariants(&env, &arn, "ses-smtp");
+}

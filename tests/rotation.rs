@@ -763,3 +763,49 @@ fn every_invocation_writes_one_valid_emf_line_without_secrets() {
     assert!(lines.iter().all(|l| l["Duration"].as_u64().is_some()));
     env.assert_no_secrets_leaked(Some(&arn));
 }
+
+#[test]
+fn propagation_is_reported_only_when_this_test_measured_it() {
+    // A short test budget: a key older than it when testSecret first logs in is not being
+    // propagated any more, so its age is no propagation time.
+    let (env, arn) = setup(&[("SMTP_TEST_TIMEOUT_SECONDS", "1")]);
+    assert_ok(&env.rotate(&arn, None));
+    let token = env.pending(&arn);
+    for step in ["createSecret", "setSecret"] {
+        assert_eq!(env.invoke(step, &arn, &token)["ok"], true);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert_eq!(env.invoke("testSecret", &arn, &token)["ok"], true);
+    let lines = emf_lines(&env);
+    let test = lines.last().expect("testSecret's line");
+    assert_eq!(test["Step"], "testSecret");
+    assert_eq!(test["AuthAttempts"], 1, "{test}");
+    assert!(
+        test.get("PropagationSeconds").is_none(),
+        "a key's age was reported as its propagation: {test}"
+    );
+}
+
+#[test]
+fn slow_bookkeeping_never_fails_a_proven_login() {
+    let (env, arn) = setup(&[]);
+    assert_ok(&env.rotate(&arn, None));
+    let token = env.pending(&arn);
+    for step in ["createSecret", "setSecret"] {
+        assert_eq!(env.invoke(step, &arn, &token)["ok"], true);
+    }
+    // testSecret's only IAM call comes after the login (to measure propagation); make it take
+    // longer than the whole invocation may.
+    env.post(
+        "/latency",
+        json!({"service": "iam", "action": "ListAccessKeys", "seconds": 30}),
+    );
+    let r = env.post(
+        "/invoke",
+        json!({"event": {"Step": "testSecret", "SecretId": arn, "ClientRequestToken": token},
+               "deadline_seconds": 10}),
+    );
+    env.delete("/latency");
+    assert_eq!(r["ok"], true, "a proven login became a failed step: {r:#}");
+    assert_ok(&env.rotate(&arn, Some(&token)));
+}

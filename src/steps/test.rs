@@ -25,6 +25,9 @@ pub const DEADLINE_MARGIN: Duration = Duration::from_secs(3);
 /// wastes at most about a second after the key starts working (a doubling backoff capped at
 /// 8 s wasted up to 8 s), and never exceeds one attempt per second.
 const BACKOFF: Duration = Duration::from_secs(1);
+/// Longest wait for the key listing that measures propagation (bookkeeping after a login
+/// that already passed).
+const PROPAGATION_LOOKUP: Duration = Duration::from_secs(3);
 /// Attempts on an unreachable endpoint (a second one rides out a blip, more only waste time).
 const UNREACHABLE_ATTEMPTS: u32 = 2;
 
@@ -126,7 +129,7 @@ pub async fn test_secret(ctx: &StepContext<'_>) -> Result<String, Error> {
     )
     .await?;
     if which == Stage::Pending {
-        note_propagation(ctx, &doc, &creds.username).await;
+        note_propagation(ctx, &doc, &creds.username, 1).await;
     }
     Ok(format!(
         "SES accepted the {} credentials for {}",
@@ -136,9 +139,32 @@ pub async fn test_secret(ctx: &StepContext<'_>) -> Result<String, Error> {
 }
 
 /// Records how long after its creation the new key was first accepted (IAM's dates have one
-/// second resolution). Best effort: a failed listing only leaves the figure out.
-async fn note_propagation(ctx: &StepContext<'_>, doc: &SecretDocument, key_id: &str) {
-    let Ok(keys) = ctx.clients.list_keys(&doc.iam_user).await else {
+/// second resolution), when that is what this login measured: SES rejected the key before
+/// accepting it in this invocation, or the key is young enough for this to be its first test
+/// (created within `SMTP_TEST_TIMEOUT_SECONDS`). A testSecret re-run hours later would report
+/// the key's age instead, so it reports nothing.
+///
+/// Bookkeeping only: it never fails the step, and the listing it needs is bounded (at most
+/// [`PROPAGATION_LOOKUP`], never past the deadline margin), so a slow IAM cannot turn a
+/// proven login into a timed-out invocation.
+async fn note_propagation(
+    ctx: &StepContext<'_>,
+    doc: &SecretDocument,
+    key_id: &str,
+    endpoints: usize,
+) {
+    let mut limit = PROPAGATION_LOOKUP;
+    if let Some(deadline) = ctx.deadline {
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .saturating_sub(DEADLINE_MARGIN);
+        limit = limit.min(left);
+    }
+    let listed = tokio::time::timeout(limit, ctx.clients.list_keys(&doc.iam_user)).await;
+    let Ok(Ok(keys)) = listed else {
+        warn!(
+            "could not list the user's keys to measure the new key's propagation; PropagationSeconds left out"
+        );
         return;
     };
     let Some(created) = keys.iter().find(|k| k.id == key_id).and_then(|k| k.created) else {
@@ -149,9 +175,16 @@ async fn note_propagation(ctx: &StepContext<'_>, doc: &SecretDocument, key_id: &
         .map_or(0.0, |d| d.as_secs_f64());
     #[allow(clippy::cast_precision_loss)]
     let created = created.secs() as f64 + f64::from(created.subsec_nanos()) / 1e9;
-    ctx.observed
-        .propagation_seconds
-        .set(Some((now - created).max(0.0)));
+    let age = (now - created).max(0.0);
+    // More AUTH attempts than endpoints: some endpoint rejected the key before accepting it.
+    let rejected_first = ctx
+        .observed
+        .auth_attempts
+        .get()
+        .is_some_and(|a| usize::try_from(a).is_ok_and(|a| a > endpoints));
+    if rejected_first || age <= ctx.config.smtp_test_timeout.as_secs_f64() {
+        ctx.observed.propagation_seconds.set(Some(age));
+    }
 }
 
 /// The credentials a document holds, or a malformed-document error.
@@ -248,7 +281,7 @@ async fn login_everywhere(
         });
     }
     if which == Stage::Pending {
-        note_propagation(ctx, doc, &creds.username).await;
+        note_propagation(ctx, doc, &creds.username, jobs.len()).await;
     }
     let mut answer = format!(
         "SES accepted the {} credentials for {} in every region: {}",
