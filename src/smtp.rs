@@ -153,18 +153,50 @@ impl SmtpTarget {
         Ok(tls)
     }
 
-    /// Connects, sets up TLS (STARTTLS or from the first byte), says EHLO and logs in.
-    async fn session(
-        &self,
-        tls: &TlsParameters,
-        creds: &SmtpCredentials,
-    ) -> Result<AsyncSmtpConnection, SessionError> {
+    /// Connects without credentials, sets up TLS in the target's mode, says EHLO and NOOP,
+    /// and quits: what `doctor`'s `connect` check asks of a server. Reads are bounded as a
+    /// login's are ([`MAX_SMTP_BYTES`], before TLS as well as after); the caller bounds the
+    /// time.
+    ///
+    /// # Errors
+    /// Why no SMTP conversation over verified TLS could be had (text from the transport or
+    /// the server; no credentials are involved).
+    pub(crate) async fn probe(&self, tls: &TlsParameters) -> Result<(), ProbeError> {
+        let probe = async {
+            let mut conn = self.open(tls).await?;
+            // lettre's `test_connection`: a NOOP whose answer does not matter, then QUIT.
+            let _ = conn.test_connected().await;
+            conn.quit().await?;
+            Ok::<_, SessionError>(())
+        };
+        probe.await.map_err(|e| match e {
+            SessionError::Smtp(e) => CertificateProblem::find(&e, &self.host).map_or_else(
+                || ProbeError::Other {
+                    text: describe(&e),
+                    timeout: e.is_timeout(),
+                },
+                ProbeError::Certificate,
+            ),
+            SessionError::Connect(e) => ProbeError::Other {
+                text: format!("cannot connect: {}", describe(&e)),
+                timeout: e.kind() == std::io::ErrorKind::TimedOut,
+            },
+            SessionError::NoStartTls => ProbeError::Other {
+                text: "the server does not offer STARTTLS".into(),
+                timeout: false,
+            },
+        })
+    }
+
+    /// Connects, sets up TLS (STARTTLS or from the first byte) and says EHLO, reading at most
+    /// [`MAX_SMTP_BYTES`] from the server.
+    async fn open(&self, tls: &TlsParameters) -> Result<AsyncSmtpConnection, SessionError> {
         let hello = ClientId::default();
         let tcp = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
             .await
             .map_err(SessionError::Connect)?;
         let bounded = Bounded::new(tcp, MAX_SMTP_BYTES);
-        let mut conn = match self.tls {
+        let conn = match self.tls {
             TlsMode::StartTls => {
                 let mut conn =
                     AsyncSmtpConnection::connect_with_transport(Box::new(bounded), &hello).await?;
@@ -183,6 +215,16 @@ impl SmtpTarget {
                 AsyncSmtpConnection::connect_with_transport(Box::new(wrapped), &hello).await?
             }
         };
+        Ok(conn)
+    }
+
+    /// Connects, sets up TLS (STARTTLS or from the first byte), says EHLO and logs in.
+    async fn session(
+        &self,
+        tls: &TlsParameters,
+        creds: &SmtpCredentials,
+    ) -> Result<AsyncSmtpConnection, SessionError> {
+        let mut conn = self.open(tls).await?;
         let credentials =
             Credentials::new(creds.username.clone(), creds.password.expose().to_owned());
         let auth = conn
@@ -300,6 +342,20 @@ impl AsyncTokioStream for TlsOverBounded {
     fn peer_addr(&self) -> std::io::Result<std::net::SocketAddr> {
         self.0.get_ref().peer_addr()
     }
+}
+
+/// Why [`SmtpTarget::probe`] failed.
+#[derive(Debug)]
+pub(crate) enum ProbeError {
+    /// The server's certificate is not trusted.
+    Certificate(CertificateProblem),
+    /// Anything else: the transport's or the server's words, and whether it was a timeout.
+    Other {
+        /// What happened.
+        text: String,
+        /// The transport gave up waiting.
+        timeout: bool,
+    },
 }
 
 /// Why a session could not be had.

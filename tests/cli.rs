@@ -6,9 +6,20 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 fn run(args: &[&str], stdin: &str) -> (i32, String, String) {
+    run_env(args, stdin, &[])
+}
+
+/// Runs the binary with only `PATH` and `env` in its environment: no AWS credentials, no
+/// `SMTP_ALLOWED_HOSTS` or `SSL_CERT_FILE` from the shell that runs the tests, and no
+/// instance metadata service (nothing here may reach AWS).
+fn run_env(args: &[&str], stdin: &str, env: &[(&str, &str)]) -> (i32, String, String) {
     let mut child = Command::new(common::binary())
         .args(args)
-        .env_remove("AWS_LAMBDA_RUNTIME_API")
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", std::env::temp_dir())
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -23,6 +34,64 @@ fn run(args: &[&str], stdin: &str) -> (i32, String, String) {
         String::from_utf8(out.stdout).unwrap(),
         String::from_utf8(out.stderr).unwrap(),
     )
+}
+
+/// A TCP server on 127.0.0.1 that greets every connection with `220 ` and a line that never
+/// ends (at most [`Flood::CAP`] bytes per connection, and only while the client reads), and
+/// counts what it could send on each connection.
+struct Flood {
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    acceptor: std::thread::JoinHandle<Vec<usize>>,
+}
+
+impl Flood {
+    /// What one connection may be sent at most: far beyond the client's bound, so a client
+    /// that does not stop reading is seen reaching it.
+    const CAP: usize = 256 << 20;
+
+    fn start() -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let acceptor = std::thread::spawn(move || {
+            let mut senders = Vec::new();
+            while !stopped.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((mut conn, _)) => senders.push(std::thread::spawn(move || {
+                        conn.set_nonblocking(false).unwrap();
+                        conn.set_write_timeout(Some(std::time::Duration::from_secs(20)))
+                            .unwrap();
+                        let chunk = vec![b'A'; 64 * 1024];
+                        let mut sent = conn.write(b"220 ").unwrap_or(0);
+                        while sent < Self::CAP {
+                            match conn.write(&chunk) {
+                                Ok(n) => sent += n,
+                                Err(_) => break,
+                            }
+                        }
+                        sent
+                    })),
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+                }
+            }
+            senders.into_iter().map(|s| s.join().unwrap()).collect()
+        });
+        Self {
+            port,
+            stop,
+            acceptor,
+        }
+    }
+
+    /// Stops accepting; the bytes sent on each connection, in order.
+    fn stop(self) -> Vec<usize> {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.acceptor.join().unwrap()
+    }
 }
 
 const SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
@@ -251,37 +320,62 @@ fn doctor_never_echoes_a_key_file_that_is_not_a_key() {
 /// not fill its memory until the timeout.
 #[test]
 fn a_server_that_never_ends_a_line_cannot_exhaust_memory() {
-    use std::io::Write as _;
-    use std::net::TcpListener;
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let server = std::thread::spawn(move || {
-        let (mut conn, _) = listener.accept().unwrap();
-        conn.set_write_timeout(Some(std::time::Duration::from_secs(20)))
-            .unwrap();
-        let chunk = vec![b'A'; 64 * 1024];
-        let mut sent = conn.write(b"220 ").unwrap();
-        // Bounded: at most 256 MiB, and only while the client keeps reading.
-        while sent < 256 << 20 {
-            match conn.write(&chunk) {
-                Ok(n) => sent += n,
-                Err(_) => break,
-            }
-        }
-        sent
-    });
+    let server = Flood::start();
     let doc = serde_json::json!({
-        "iam_user": "u", "host": "localhost", "port": port, "tls": "starttls",
+        "iam_user": "u", "host": "localhost", "port": server.port, "tls": "starttls",
         "region": "us-east-1", "username": "AKIAIOSFODNN7EXAMPLE",
         "password": "BMPPgbAHoFVbze1Ud0oA5uNdXRwUXUZ+qOwphGJbl/cS",
     });
-    let (code, out, err) = run(&["test-login", "--timeout", "15"], &doc.to_string());
+    let (code, out, err) = run_env(
+        &["test-login", "--timeout", "15"],
+        &doc.to_string(),
+        &[("SMTP_ALLOWED_HOSTS", "localhost")],
+    );
+    let sent = server.stop();
     assert_ne!(code, 0, "{out}{err}");
     assert!(err.contains("more than 1048576 bytes"), "{err}");
-    let sent = server.join().unwrap();
+    assert_eq!(sent.len(), 1, "one connection: {sent:?}");
     // The client stopped after its bound; what the server could push beyond it is only what
     // the kernel's socket buffers held.
-    assert!(sent < 64 << 20, "the client kept reading: {sent} bytes");
+    assert!(sent[0] < 64 << 20, "the client kept reading: {sent:?}");
+}
+
+/// doctor's `connect` check reads from the server within the same bound as a login: a
+/// greeting line that never ends makes the probe fail at 1 MiB, quickly, in both TLS modes,
+/// instead of reading (and holding in memory) whatever arrives until the step timeout.
+#[test]
+fn doctor_connect_reads_a_bounded_amount_from_a_server_that_never_ends_a_line() {
+    let server = Flood::start();
+    // No username/password: nothing but the probe talks to the server (`auth` skips), and no
+    // AWS credentials: the IAM checks skip.
+    let doc = serde_json::json!({
+        "iam_user": "u", "host": "localhost", "port": server.port, "region": "us-east-1",
+    });
+    let started = std::time::Instant::now();
+    let (code, out, err) = run_env(
+        &["doctor", "--json", "--document", "-", "--timeout", "20"],
+        &doc.to_string(),
+        &[("SMTP_ALLOWED_HOSTS", "localhost")],
+    );
+    let took = started.elapsed();
+    let sent = server.stop();
+    // The plain TCP check, STARTTLS, then implicit TLS: each probe stopped at its bound, so
+    // the server could push only that plus what the socket buffers held on any connection;
+    // an unbounded reader takes all of Flood::CAP.
+    assert!(sent.len() >= 2, "{sent:?}");
+    assert!(
+        sent.iter().all(|n| *n < 64 << 20),
+        "a probe kept reading: {sent:?}"
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let connect = &v["checks"][7];
+    assert_eq!(connect["id"], "connect", "{v:#}");
+    assert_eq!(connect["status"], "fail", "{v:#}");
+    let summary = connect["summary"].as_str().unwrap();
+    assert!(summary.contains("more than 1048576 bytes"), "{summary}");
+    // Far less than the 20 s step timeout: the bound, not the clock, ended the probe.
+    assert!(took < std::time::Duration::from_secs(10), "took {took:?}");
 }
 
 #[test]

@@ -7,13 +7,12 @@
 //! document's values exactly as stored (that is what a mail client sends). Credentials go only
 //! to a host the `endpoint` check allowed, and only over verified TLS.
 
-use lettre::transport::smtp::client::{Tls, TlsParameters};
-use lettre::{AsyncSmtpTransport, Tokio1Executor};
+use lettre::transport::smtp::client::TlsParameters;
 
 use super::input::{Facts, Raw};
 use super::{Budget, Check, CheckId};
 use crate::secret::{SecretDocument, SmtpCredentials, TlsMode};
-use crate::smtp::{CertificateProblem, LoginOutcome, SmtpTarget, describe, try_login};
+use crate::smtp::{CertificateProblem, LoginOutcome, ProbeError, SmtpTarget, try_login};
 
 /// What the earlier checks found, for explaining a 535.
 pub(crate) struct Evidence {
@@ -62,36 +61,26 @@ impl ProbeFailure {
     }
 }
 
-/// Connect, TLS in `mode`, EHLO, NOOP, QUIT — no AUTH (no credentials are configured).
+/// Connect, TLS in `mode`, EHLO, NOOP, QUIT — no AUTH (no credentials are configured). The
+/// conversation is [`SmtpTarget::probe`]'s, which reads at most
+/// [`crate::smtp::MAX_SMTP_BYTES`] from the server (before TLS as well as after), as a login
+/// does: a server that never ends its greeting line cannot fill the memory within the budget.
 async fn probe(
     target: &SmtpTarget,
     mode: TlsMode,
     tls: &TlsParameters,
     budget: &Budget,
 ) -> Result<(), ProbeFailure> {
-    let tls = match mode {
-        TlsMode::StartTls => Tls::Required(tls.clone()),
-        TlsMode::Implicit => Tls::Wrapper(tls.clone()),
+    let target = SmtpTarget {
+        tls: mode,
+        ..target.clone()
     };
-    let transport: AsyncSmtpTransport<Tokio1Executor> =
-        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(target.host.clone())
-            .port(target.port)
-            .tls(tls)
-            .timeout(Some(budget.next()))
-            .build();
-    match budget.run(transport.test_connection()).await {
+    match budget.run(target.probe(tls)).await {
         None => Err(ProbeFailure::Timeout),
-        Some(Ok(_)) => Ok(()),
-        Some(Err(e)) => Err(CertificateProblem::find(&e, &target.host).map_or_else(
-            || {
-                if e.is_timeout() {
-                    ProbeFailure::Timeout
-                } else {
-                    ProbeFailure::Other(describe(&e))
-                }
-            },
-            ProbeFailure::Certificate,
-        )),
+        Some(Ok(())) => Ok(()),
+        Some(Err(ProbeError::Certificate(c))) => Err(ProbeFailure::Certificate(c)),
+        Some(Err(ProbeError::Other { timeout: true, .. })) => Err(ProbeFailure::Timeout),
+        Some(Err(ProbeError::Other { text, .. })) => Err(ProbeFailure::Other(text)),
     }
 }
 
