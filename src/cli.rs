@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use crate::doctor::{DocumentText, Options, Source};
+use crate::endpoint::AllowedHosts;
 use crate::identify::identify_password;
 use crate::password::{Region, SecretAccessKey, derive_smtp_password};
 use crate::secret::SecretDocument;
@@ -47,6 +48,8 @@ enum Command {
     },
     /// Try SMTP AUTH with the credentials of a secret document (the JSON read on stdin) against
     /// its host and port, with TLS as configured. Prints the SMTP answer; exit 0 on 235.
+    /// Credentials go only to an SES SMTP endpoint or a host SMTP_ALLOWED_HOSTS adds
+    /// (comma-separated names or *.suffix), as in the rotation and doctor.
     TestLogin {
         /// Seconds to wait for the server.
         #[arg(long, default_value_t = 10)]
@@ -90,7 +93,11 @@ const USAGE: u8 = 2;
 /// Runs the CLI and returns the process exit code.
 #[must_use]
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e, &args),
+    };
     if let Command::Doctor {
         secret_id,
         version_stage,
@@ -127,12 +134,79 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// A command line clap refused (or `--help` / `--version`). clap quotes the word it refused
+/// ("unexpected argument 'wJalr...' found"); a person who pasted a secret as an argument must
+/// not get it printed back (to a terminal, a CI log), so every long word of the command line
+/// is hidden in the message (see [`hide_arguments`]).
+fn usage_error(e: &clap::Error, args: &[std::ffi::OsString]) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        // Help text only: nothing of the command line is in it.
+        e.exit();
+    }
+    let text = hide_arguments(&e.render().to_string(), args);
+    eprint!("{text}");
+    ExitCode::from(USAGE)
+}
+
+/// The shortest command-line word that is hidden in a usage error: a secret access key is 40
+/// characters and an SMTP password 44, while region codes, stages and numbers are short.
+const HIDDEN_FROM: usize = 16;
+
+/// `text` with every word of the command line (after the program name) of [`HIDDEN_FROM`]
+/// characters or more, and every such value after `=` in `--option=value`, replaced by
+/// `<N characters, not shown>`. Option names (`--...`) stay: they are this program's words.
+fn hide_arguments(text: &str, args: &[std::ffi::OsString]) -> String {
+    let mut words: Vec<String> = Vec::new();
+    for arg in args.iter().skip(1) {
+        let arg = arg.to_string_lossy();
+        let value = if arg.starts_with("--") {
+            arg.split_once('=').map(|(_, v)| v.to_owned())
+        } else {
+            Some(arg.into_owned())
+        };
+        if let Some(v) = value.filter(|v| v.chars().count() >= HIDDEN_FROM) {
+            words.push(v);
+        }
+    }
+    // Longest first, so a word inside a longer one does not leave the rest of it behind.
+    words.sort_by_key(|w| std::cmp::Reverse(w.len()));
+    let mut text = text.to_owned();
+    for w in &words {
+        text = text.replace(
+            w.as_str(),
+            &format!("<{} characters, not shown>", w.chars().count()),
+        );
+    }
+    text
+}
+
+/// A `--region` value: its error shows the value only when it is short enough to be a region
+/// code with a typo (a long one may be a secret pasted in the wrong place).
+fn region_arg(value: &str) -> Result<Region, String> {
+    Region::new(value).map_err(|e| {
+        if value.chars().count() >= HIDDEN_FROM {
+            format!(
+                "the --region value ({} characters, not shown) is not an AWS region code (expected lower case like us-east-1 or eu-central-2); a wrong region silently yields a password SES rejects",
+                value.chars().count()
+            )
+        } else {
+            e.to_string()
+        }
+    })
+}
+
 fn run(cmd: Command) -> Result<String, String> {
     match cmd {
         Command::SmtpPassword { region } => {
             let mut regions = Vec::with_capacity(region.len());
             for r in &region {
-                let r = Region::new(r).map_err(|e| e.to_string())?;
+                let r = region_arg(r)?;
                 if regions.contains(&r) {
                     return Err(format!("region {r} is given twice"));
                 }
@@ -151,7 +225,7 @@ fn run(cmd: Command) -> Result<String, String> {
                 .join("\n"))
         }
         Command::IdentifyPassword { region } => {
-            let region = Region::new(&region).map_err(|e| e.to_string())?;
+            let region = region_arg(&region)?;
             let input = read_stdin("secret access key, then the password")?;
             let mut lines = input.lines();
             let (Some(secret), Some(password), None) = (lines.next(), lines.next(), lines.next())
@@ -175,6 +249,20 @@ fn run(cmd: Command) -> Result<String, String> {
                 "the secret document has no username/password (a bootstrap secret): nothing to test",
             )?;
             let target = SmtpTarget::from_document(&doc);
+            // The rotation's and doctor's rule: credentials go only to an SES endpoint or a
+            // host SMTP_ALLOWED_HOSTS adds, checked before any connection.
+            let allowed = match std::env::var("SMTP_ALLOWED_HOSTS") {
+                Ok(v) => AllowedHosts::parse(&v).map_err(|e| {
+                    format!("SMTP_ALLOWED_HOSTS: {e}; correct it (comma-separated host names or *.suffix patterns) or unset it")
+                })?,
+                Err(_) => AllowedHosts::default(),
+            };
+            if !allowed.allows(&target.host) {
+                return Err(format!(
+                    "{} is not an SES SMTP endpoint name and SMTP_ALLOWED_HOSTS does not allow it: no connection was made and no credentials were sent. Use the SES endpoint of the region (email-smtp.{}.amazonaws.com), or, for your own relay, add the host to SMTP_ALLOWED_HOSTS",
+                    target.host, doc.region
+                ));
+            }
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -332,6 +420,102 @@ mod tests {
         assert!(single_line("a\nb").is_err());
         assert!(single_line("").is_err());
         assert!(single_line("\n").is_err());
+    }
+
+    /// Every option that takes a value, by subcommand: none of them takes a secret (names,
+    /// regions, stages, paths, numbers). A new option that takes a value must be added here,
+    /// with thought; a positional argument fails. (clap's `env` feature is off: no option is
+    /// read from the environment, and tests/cli.rs checks that the binary ignores secrets
+    /// offered there.)
+    const VALUE_OPTIONS: &[(&str, &str)] = &[
+        ("smtp-password", "region"),
+        ("identify-password", "region"),
+        ("test-login", "timeout"),
+        ("doctor", "secret-id"),
+        ("doctor", "version-stage"),
+        ("doctor", "document"),
+        ("doctor", "secret-access-key-file"),
+        ("doctor", "timeout"),
+    ];
+
+    /// The arguments of `cmd` and every subcommand below it, as (subcommand, argument).
+    fn all_arguments(cmd: &clap::Command) -> Vec<(String, clap::Arg)> {
+        let mut out: Vec<(String, clap::Arg)> = cmd
+            .get_arguments()
+            .map(|a| (cmd.get_name().to_owned(), a.clone()))
+            .collect();
+        for sub in cmd.get_subcommands() {
+            out.extend(all_arguments(sub));
+        }
+        out
+    }
+
+    #[test]
+    fn no_argument_can_carry_a_secret() {
+        use clap::CommandFactory;
+        let mut cmd = Cli::command();
+        cmd.build();
+        let args = all_arguments(&cmd);
+        let mut seen: Vec<(String, String)> = Vec::new();
+        for (sub, arg) in &args {
+            let id = arg.get_id().as_str();
+            assert!(!arg.is_positional(), "{sub}: positional argument {id}");
+            if !arg.get_action().takes_values() {
+                continue; // a flag: --json, --help, --version
+            }
+            let long = arg.get_long().unwrap_or(id);
+            assert!(
+                VALUE_OPTIONS.contains(&(sub.as_str(), long)),
+                "{sub} --{long} takes a value and is not in VALUE_OPTIONS"
+            );
+            seen.push((sub.clone(), long.to_owned()));
+        }
+        // The list is the tree, not a superset that would let a renamed option slip through.
+        for (sub, long) in VALUE_OPTIONS {
+            assert!(
+                seen.iter().any(|(s, l)| s == sub && l == long),
+                "{sub} --{long} is listed but not defined"
+            );
+        }
+        // The walk saw every subcommand and the flags (not an empty tree).
+        assert!(
+            args.iter()
+                .any(|(s, a)| s == "doctor" && a.get_id() == "json")
+        );
+        assert_eq!(cmd.get_subcommands().count(), 5); // 4 and clap's `help`
+    }
+
+    #[test]
+    fn usage_errors_hide_long_command_line_words() {
+        let secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+        let args: Vec<std::ffi::OsString> = [
+            "ses-smtp-rotator",
+            "smtp-password",
+            "--region",
+            "us-east-2",
+            secret,
+            &format!("--password={secret}x"),
+            "--verbose",
+        ]
+        .iter()
+        .map(Into::into)
+        .collect();
+        let text = format!(
+            "unexpected argument '{secret}' found; '{secret}x' too; '--verbose' and us-east-2 stay"
+        );
+        let shown = hide_arguments(&text, &args);
+        assert!(!shown.contains(secret), "{shown}");
+        assert_eq!(
+            shown,
+            "unexpected argument '<40 characters, not shown>' found; '<41 characters, not shown>' too; '--verbose' and us-east-2 stay"
+        );
+        let e = region_arg(secret).expect_err("not a region");
+        assert!(!e.contains(secret) && e.contains("--region"), "{e}");
+        assert!(
+            region_arg("US-EAST-2")
+                .expect_err("upper case")
+                .contains("US-EAST-2")
+        );
     }
 
     #[test]

@@ -147,12 +147,105 @@ fn smtp_password_refuses_bad_input_with_nothing_on_stdout() {
     }
 }
 
+/// A secret offered on the command line, in every form a person might try (a positional, after
+/// `--`, as `--password=`, `--secret-access-key`, in the place of an accepted option's value),
+/// is refused and never printed back: clap quotes the word it refuses, and the binary hides it.
+/// Offered in the environment (as other tools read it), it is ignored: the key comes from
+/// stdin only. (src/cli.rs checks the clap tree itself: no positional argument, and only
+/// listed options take values.)
 #[test]
 fn secrets_are_not_accepted_as_arguments() {
-    let (code, out, err) = run(&["smtp-password", "--region", "us-east-2", SECRET], "");
-    assert_ne!(code, 0);
+    let eq = |opt: &str| format!("{opt}={SECRET}");
+    let cases: Vec<Vec<String>> = vec![
+        vec![
+            "smtp-password".into(),
+            "--region".into(),
+            "us-east-2".into(),
+            SECRET.into(),
+        ],
+        vec![
+            "smtp-password".into(),
+            "--region".into(),
+            "us-east-2".into(),
+            "--".into(),
+            SECRET.into(),
+        ],
+        vec![
+            "smtp-password".into(),
+            "--region".into(),
+            "us-east-2".into(),
+            eq("--password"),
+        ],
+        vec![
+            "smtp-password".into(),
+            "--region".into(),
+            "us-east-2".into(),
+            eq("--secret-access-key"),
+        ],
+        vec![
+            "smtp-password".into(),
+            "--region".into(),
+            "us-east-2".into(),
+            "--secret".into(),
+            SECRET.into(),
+        ],
+        vec!["smtp-password".into(), eq("--region")],
+        vec!["identify-password".into(), "--region".into(), SECRET.into()],
+        vec!["test-login".into(), eq("--timeout")],
+        vec!["test-login".into(), "--password".into(), SECRET.into()],
+        vec![
+            "doctor".into(),
+            "--document".into(),
+            "-".into(),
+            eq("--secret-access-key"),
+        ],
+        vec![
+            "doctor".into(),
+            "--document".into(),
+            "-".into(),
+            "--timeout".into(),
+            SECRET.into(),
+        ],
+        vec![SECRET.into()],
+    ];
+    for args in &cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        // stdin is empty: nothing may succeed with the key from the argument.
+        let (code, out, err) = run(&args, "");
+        assert_ne!(code, 0, "{args:?} was accepted: {out}");
+        assert_eq!(out, "", "{args:?}");
+        assert!(!err.is_empty(), "{args:?}: no reason given");
+        assert!(
+            !err.contains(SECRET),
+            "{args:?}: the secret was echoed: {err}"
+        );
+        assert!(
+            !err.contains("wJalrXUtnFEMI"),
+            "{args:?}: part of the secret was echoed: {err}"
+        );
+    }
+    // The refusal still says what was wrong.
+    let (code, _, err) = run(&["smtp-password", "--region", "us-east-2", SECRET], "");
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("unexpected argument '<40 characters, not shown>'"),
+        "{err}"
+    );
+    // In the environment, under the names other tools read: ignored, stdin is empty.
+    let (code, out, err) = run_env(
+        &["smtp-password", "--region", "us-east-2"],
+        "",
+        &[
+            ("AWS_SECRET_ACCESS_KEY", SECRET),
+            ("SECRET_ACCESS_KEY", SECRET),
+            ("SMTP_PASSWORD", SECRET),
+            ("SES_SMTP_ROTATOR_SECRET_ACCESS_KEY", SECRET),
+        ],
+    );
+    assert_ne!(code, 0, "a key was taken from the environment: {out}");
     assert_eq!(out, "");
-    assert!(err.contains("unexpected argument"), "{err}");
+    assert!(err.contains("no secret access key on stdin"), "{err}");
+    assert!(!err.contains(SECRET), "{err}");
 }
 
 #[test]
@@ -376,6 +469,57 @@ fn doctor_connect_reads_a_bounded_amount_from_a_server_that_never_ends_a_line() 
     assert!(summary.contains("more than 1048576 bytes"), "{summary}");
     // Far less than the 20 s step timeout: the bound, not the clock, ended the probe.
     assert!(took < std::time::Duration::from_secs(10), "took {took:?}");
+}
+
+/// test-login sends credentials only where the rotation and doctor would: an SES endpoint name
+/// or a host SMTP_ALLOWED_HOSTS adds. Any other host is refused before a connection is made
+/// (the listener records every connection); allowed, the same listener is reached, so the
+/// listener does see what test-login would do.
+#[test]
+fn test_login_refuses_a_host_that_is_not_allowed_before_connecting() {
+    const PASSWORD: &str = "BMPPgbAHoFVbze1Ud0oA5uNdXRwUXUZ+qOwphGJbl/cS";
+    let server = Flood::start();
+    let doc = serde_json::json!({
+        "iam_user": "u", "host": "localhost", "port": server.port, "tls": "starttls",
+        "region": "us-east-1", "username": "AKIAIOSFODNN7EXAMPLE", "password": PASSWORD,
+    });
+    for env in [
+        vec![],
+        vec![("SMTP_ALLOWED_HOSTS", "smtp.example.com,*.mail.example.com")],
+        vec![("SMTP_ALLOWED_HOSTS", "")],
+    ] {
+        let (code, out, err) = run_env(&["test-login", "--timeout", "5"], &doc.to_string(), &env);
+        assert_eq!(code, 1, "{env:?}: {out}{err}");
+        assert_eq!(out, "", "{env:?}");
+        assert!(
+            err.contains("localhost is not an SES SMTP endpoint name"),
+            "{env:?}: {err}"
+        );
+        assert!(err.contains("SMTP_ALLOWED_HOSTS"), "{env:?}: {err}");
+        assert!(err.contains("no connection was made"), "{env:?}: {err}");
+        assert!(!err.contains(PASSWORD), "{env:?}: {err}");
+    }
+    // A malformed allow-list is a refusal too, not "allow everything".
+    let (code, _, err) = run_env(
+        &["test-login", "--timeout", "5"],
+        &doc.to_string(),
+        &[("SMTP_ALLOWED_HOSTS", "smtp://localhost")],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("SMTP_ALLOWED_HOSTS: entry"), "{err}");
+    let (code, _, err) = run_env(
+        &["test-login", "--timeout", "5"],
+        &doc.to_string(),
+        &[("SMTP_ALLOWED_HOSTS", "localhost")],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(!err.contains("not an SES SMTP endpoint name"), "{err}");
+    let connections = server.stop();
+    assert_eq!(
+        connections.len(),
+        1,
+        "only the allowed run may connect: {connections:?}"
+    );
 }
 
 #[test]
