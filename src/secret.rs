@@ -3,7 +3,9 @@
 //! Operators write `iam_user` and `host` (and optionally `port`, `tls`, `region`); rotation
 //! writes `username` (the access key id) and `password` (the SMTP password for `region`). Every
 //! other field is kept verbatim across rotations, so the document is parsed into a typed view
-//! *and* the original JSON object is kept for the write-back.
+//! *and* the original JSON text of every field is kept for the write-back ([`Fields`]): a
+//! number such as `12345678901234567890123`, `1.0e400` or `0.1000000000000000055511151231257827`
+//! is written back as it was, not as the nearest `u64`/`f64` (nor refused as out of range).
 //!
 //! With `regions` (operator: extra SES regions, as region codes or endpoint objects) the
 //! rotation also writes `passwords`, an object region → SMTP password for the primary region
@@ -14,6 +16,7 @@
 
 use std::fmt;
 
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::endpoint::{host_for_region, region_from_host};
@@ -184,7 +187,127 @@ pub struct SecretDocument {
     pub regions: Option<Vec<RegionEndpoint>>,
     /// What to write as `passwords` (see [`SecretDocument::to_secret_string`]).
     passwords: PasswordsField,
+    /// The fields this module reads ([`KNOWN_FIELDS`]), parsed.
     raw: Map<String, Value>,
+    /// Every field as written, for the write-back.
+    fields: Fields,
+}
+
+/// The fields a document's typed view is made of: parsed into values. Any other field is only
+/// ever copied, as text.
+const KNOWN_FIELDS: [&str; 9] = [
+    "iam_user",
+    "host",
+    "port",
+    "tls",
+    "region",
+    "regions",
+    "username",
+    "password",
+    "passwords",
+];
+
+/// A JSON object's fields in order, each value as its exact JSON text. A key written twice
+/// counts once, at its first place, with its last value (as `serde_json::Map` reads it).
+#[derive(Clone, Default)]
+pub(crate) struct Fields(Vec<(String, Box<RawValue>)>);
+
+impl Fields {
+    /// Reads a JSON object's text.
+    ///
+    /// # Errors
+    /// [`SecretError::NotJson`] (with where) or [`SecretError::NotObject`].
+    pub(crate) fn parse(text: &str) -> Result<Self, SecretError> {
+        let not_json = |e: serde_json::Error| SecretError::NotJson {
+            line: e.line(),
+            column: e.column(),
+        };
+        // The whole text first (syntax only: numbers are not converted), so a syntax error is
+        // "not JSON" wherever it is, as before.
+        let whole: &RawValue = serde_json::from_str(text).map_err(not_json)?;
+        if !whole.get().starts_with('{') {
+            return Err(SecretError::NotObject);
+        }
+        serde_json::from_str::<Self>(whole.get()).map_err(not_json)
+    }
+
+    /// The value of `key` as written.
+    pub(crate) fn get(&self, key: &str) -> Option<&RawValue> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_ref())
+    }
+
+    /// Removes `key` (the others keep their order).
+    pub(crate) fn remove(&mut self, key: &str) {
+        self.0.retain(|(k, _)| k != key);
+    }
+
+    /// Sets `key` to the JSON text of `value`: in its place when present, else at the end.
+    fn set(&mut self, key: &str, value: &Value) {
+        // The text of a `Value` is always valid JSON; the fallback is never taken.
+        let Ok(raw) = RawValue::from_string(value.to_string()) else {
+            return;
+        };
+        match self.0.iter_mut().find(|(k, _)| k == key) {
+            Some((_, v)) => *v = raw,
+            None => self.0.push((key.to_owned(), raw)),
+        }
+    }
+
+    /// How many fields.
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The object as JSON text: each key as JSON, each value exactly as held.
+    pub(crate) fn to_text(&self) -> String {
+        let mut out = String::with_capacity(
+            2 + self
+                .0
+                .iter()
+                .map(|(k, v)| k.len() + v.get().len() + 4)
+                .sum::<usize>(),
+        );
+        out.push('{');
+        for (i, (k, v)) in self.0.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&Value::String(k.clone()).to_string());
+            out.push(':');
+            out.push_str(v.get());
+        }
+        out.push('}');
+        out
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Fields {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Fields;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Fields, A::Error> {
+                let mut out: Vec<(String, Box<RawValue>)> = Vec::new();
+                while let Some((k, v)) = map.next_entry::<String, Box<RawValue>>()? {
+                    match out.iter_mut().find(|(key, _)| *key == k) {
+                        Some((_, old)) => *old = v,
+                        None => out.push((k, v)),
+                    }
+                }
+                Ok(Fields(out))
+            }
+        }
+        d.deserialize_map(Visit)
+    }
 }
 
 /// The `passwords` field's fate at the write-back.
@@ -210,7 +333,7 @@ impl fmt::Debug for SecretDocument {
             .field("region", &self.region)
             .field("credentials", &self.credentials)
             .field("regions", &self.regions)
-            .field("other_fields", &self.raw.len())
+            .field("fields", &self.fields.len())
             .finish()
     }
 }
@@ -475,17 +598,29 @@ impl SecretDocument {
     /// # Errors
     /// [`SecretError`] naming the first problem found.
     pub fn parse(text: &str) -> Result<Self, SecretError> {
-        let value: Value = serde_json::from_str(text).map_err(|e| SecretError::NotJson {
-            line: e.line(),
-            column: e.column(),
-        })?;
-        let Value::Object(raw) = value else {
-            return Err(SecretError::NotObject);
-        };
-        Self::from_map(raw)
+        Self::from_fields(Fields::parse(text)?)
     }
 
-    fn from_map(raw: Map<String, Value>) -> Result<Self, SecretError> {
+    /// Validates a document read as [`Fields`] (only [`KNOWN_FIELDS`] are parsed into values).
+    ///
+    /// # Errors
+    /// As [`SecretDocument::parse`].
+    pub(crate) fn from_fields(fields: Fields) -> Result<Self, SecretError> {
+        let mut raw = Map::new();
+        for field in KNOWN_FIELDS {
+            if let Some(text) = fields.get(field) {
+                let value: Value =
+                    serde_json::from_str(text.get()).map_err(|_| SecretError::Invalid {
+                        field,
+                        reason: "cannot be read (a number out of range, or a string with an invalid escape); write the value this field expects".into(),
+                    })?;
+                raw.insert(field.to_owned(), value);
+            }
+        }
+        Self::from_map(raw, fields)
+    }
+
+    fn from_map(raw: Map<String, Value>, fields: Fields) -> Result<Self, SecretError> {
         let iam_user = require_str(
             &raw,
             "iam_user",
@@ -589,6 +724,7 @@ impl SecretDocument {
             regions,
             passwords: PasswordsField::AsRead,
             raw,
+            fields,
         })
     }
 
@@ -734,40 +870,34 @@ impl SecretDocument {
     /// Serialises the document for `PutSecretValue`: the original object with `username` and
     /// `password` set (or left out in a bootstrap document, with `passwords`), and `passwords`
     /// as [`SecretDocument::with_key`] / [`SecretDocument::with_credentials`] decided (kept
-    /// as read when the credentials were not replaced).
+    /// as read when the credentials were not replaced). Every other field is its original
+    /// text, in its original place.
     #[must_use]
     pub fn to_secret_string(&self) -> String {
-        let mut raw = self.raw.clone();
+        let mut out = self.fields.clone();
         match &self.credentials {
             Some(c) => {
-                raw.insert("username".into(), Value::String(c.username.clone()));
-                raw.insert(
-                    "password".into(),
-                    Value::String(c.password.expose().to_owned()),
-                );
+                out.set("username", &Value::String(c.username.clone()));
+                out.set("password", &Value::String(c.password.expose().to_owned()));
+                match &self.passwords {
+                    PasswordsField::AsRead => {}
+                    PasswordsField::Removed => out.remove("passwords"),
+                    PasswordsField::Derived(all) => {
+                        let map: Map<String, Value> = all
+                            .iter()
+                            .map(|(r, p)| (r.to_string(), Value::String(p.expose().to_owned())))
+                            .collect();
+                        out.set("passwords", &Value::Object(map));
+                    }
+                }
             }
             None => {
-                raw.remove("username");
-                raw.remove("password");
-                raw.remove("passwords");
+                out.remove("username");
+                out.remove("password");
+                out.remove("passwords");
             }
         }
-        if self.credentials.is_some() {
-            match &self.passwords {
-                PasswordsField::AsRead => {}
-                PasswordsField::Removed => {
-                    raw.remove("passwords");
-                }
-                PasswordsField::Derived(all) => {
-                    let map: Map<String, Value> = all
-                        .iter()
-                        .map(|(r, p)| (r.to_string(), Value::String(p.expose().to_owned())))
-                        .collect();
-                    raw.insert("passwords".into(), Value::Object(map));
-                }
-            }
-        }
-        Value::Object(raw).to_string()
+        out.to_text()
     }
 }
 
@@ -784,6 +914,12 @@ mod tests {
 
     fn err(v: Value) -> String {
         parse(v).expect_err("should be refused").to_string()
+    }
+
+    fn err_text(text: &str) -> String {
+        SecretDocument::parse(text)
+            .expect_err("should be refused")
+            .to_string()
     }
 
     #[test]
@@ -830,6 +966,107 @@ mod tests {
         // And it parses back to the same credentials.
         let again = SecretDocument::parse(&next.to_secret_string()).unwrap();
         assert_eq!(again.credentials, next.credentials);
+    }
+
+    /// Numbers serde_json's `Value` would change (a `u64` overflowing to `f64`, an `f64`
+    /// rounding, or refusing `1.0e400` as out of range) and other text a re-serialisation
+    /// would rewrite (escapes, white space inside a nested value) are written back exactly,
+    /// in their places, whether the credentials are replaced, set anew or left as read.
+    #[test]
+    fn operator_fields_keep_their_exact_text_big_numbers_included() {
+        let kept = [
+            ("big", "12345678901234567890123"),
+            ("huge", "1.0e400"),
+            ("precise", "0.1000000000000000055511151231257827"),
+            ("u64_plus_one", "18446744073709551616"),
+            ("i64_minus_one", "-9223372036854775809"),
+            ("exponent", "1E+2"),
+            ("trailing_zero", "2.50"),
+            ("negative_zero", "-0"),
+            (
+                "nested",
+                "{\"a\": [1.0e400, 0.1000000000000000055511151231257827], \"b\" : null}",
+            ),
+            ("escaped", "\"caf\\u00e9 \\ud83d\\ude00 \\/\""),
+        ];
+        let mut text = String::from("{\"iam_user\": \"ses-smtp\", ");
+        for (k, v) in &kept {
+            text.push_str(&format!("\"{k}\" : {v},\n"));
+        }
+        text.push_str(&format!(
+            "\"host\": \"email-smtp.us-east-1.amazonaws.com\", \"username\": \"AKIAIOSFODNN7EXAMPLE\", \"password\": \"{PW}\"}}"
+        ));
+        let d = SecretDocument::parse(&text).expect("a valid document");
+        let key = SecretAccessKey::new("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY").unwrap();
+        let bootstrap = {
+            let mut b = d.clone();
+            b.credentials = None;
+            b
+        };
+        for (what, out) in [
+            ("as read", d.to_secret_string()),
+            (
+                "new credentials",
+                d.with_credentials(SmtpCredentials {
+                    username: "AKIAI44QH8DHBEXAMPLE".into(),
+                    password: SmtpPassword::from_string(PW.into()),
+                })
+                .to_secret_string(),
+            ),
+            (
+                "new key",
+                d.with_key("AKIAI44QH8DHBEXAMPLE", &key).to_secret_string(),
+            ),
+            ("bootstrap", bootstrap.to_secret_string()),
+        ] {
+            let mut at = 0;
+            for (k, v) in &kept {
+                let field = format!("\"{k}\":{v}");
+                let found = out
+                    .find(&field)
+                    .unwrap_or_else(|| panic!("{what}: {field} not written back exactly: {out}"));
+                assert!(found > at, "{what}: {k} moved: {out}");
+                at = found;
+            }
+            // And the written document is one the rotation reads again.
+            let again = SecretDocument::parse(&out).expect(what);
+            assert_eq!(again.iam_user, "ses-smtp", "{what}");
+        }
+        assert!(
+            d.to_secret_string()
+                .contains(&format!("\"password\":\"{PW}\""))
+        );
+        // What the parser refuses to read in a field it needs is named, not "not JSON".
+        let e = err_text(
+            r#"{"iam_user":"u","host":"email-smtp.us-east-1.amazonaws.com","port":1.0e400}"#,
+        );
+        assert!(e.contains("\"port\""), "{e}");
+    }
+
+    #[test]
+    fn a_field_written_twice_counts_once_with_its_last_value_at_its_first_place() {
+        let d = SecretDocument::parse(
+            r#"{"iam_user":"first","x":1,"host":"email-smtp.us-east-1.amazonaws.com","iam_user":"second"}"#,
+        )
+        .unwrap();
+        assert_eq!(d.iam_user, "second");
+        assert_eq!(
+            d.to_secret_string(),
+            r#"{"iam_user":"second","x":1,"host":"email-smtp.us-east-1.amazonaws.com"}"#
+        );
+        for (text, not_json) in [
+            ("{", true),
+            ("[1,", true),
+            ("[1]", false),
+            ("\"s\"", false),
+            (" 7 ", false),
+        ] {
+            match SecretDocument::parse(text) {
+                Err(SecretError::NotJson { .. }) => assert!(not_json, "{text}"),
+                Err(SecretError::NotObject) => assert!(!not_json, "{text}"),
+                other => panic!("{text}: {other:?}"),
+            }
+        }
     }
 
     #[test]

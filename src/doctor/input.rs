@@ -8,10 +8,10 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::password::{Region, SecretAccessKey, SmtpPassword, derive_smtp_password};
-use crate::secret::{SecretDocument, SecretError};
+use crate::secret::{Fields, SecretDocument, SecretError};
 
 /// A credential field as stored.
 pub(crate) enum Raw<T> {
@@ -50,27 +50,26 @@ impl Facts {
             username: Raw::Missing,
             password: Raw::Missing,
         };
-        let map = match serde_json::from_str::<Value>(text) {
-            Err(e) => {
-                return empty(SecretError::NotJson {
-                    line: e.line(),
-                    column: e.column(),
-                });
-            }
-            Ok(Value::Object(m)) => m,
-            Ok(_) => return empty(SecretError::NotObject),
+        // Read as the rotation reads it: every field's text kept, only the known ones parsed.
+        let mut destination = match Fields::parse(text) {
+            Err(e) => return empty(e),
+            Ok(fields) => fields,
         };
-        let username = match map.get("username") {
-            None | Some(Value::Null) => Raw::Missing,
-            Some(Value::String(s)) => Raw::Text(s.clone()),
+        let value = |field: &str| {
+            destination
+                .get(field)
+                .map(|raw| serde_json::from_str::<Value>(raw.get()))
+        };
+        let username = match value("username") {
+            None | Some(Ok(Value::Null)) => Raw::Missing,
+            Some(Ok(Value::String(s))) => Raw::Text(s),
             Some(_) => Raw::NotString,
         };
-        let password = match map.get("password") {
-            None | Some(Value::Null) => Raw::Missing,
-            Some(Value::String(s)) => Raw::Text(SmtpPassword::from_string(s.clone())),
+        let password = match value("password") {
+            None | Some(Ok(Value::Null)) => Raw::Missing,
+            Some(Ok(Value::String(s))) => Raw::Text(SmtpPassword::from_string(s)),
             Some(_) => Raw::NotString,
         };
-        let mut destination: Map<String, Value> = map;
         destination.remove("username");
         destination.remove("password");
         let (doc, doc_error, region_conflict) = match parse_map(&destination) {
@@ -159,8 +158,8 @@ impl Facts {
     }
 }
 
-fn parse_map(map: &Map<String, Value>) -> Result<SecretDocument, SecretError> {
-    SecretDocument::parse(&Value::Object(map.clone()).to_string())
+fn parse_map(fields: &Fields) -> Result<SecretDocument, SecretError> {
+    SecretDocument::from_fields(fields.clone())
 }
 
 /// A value with what was wrapped around it taken off.
@@ -223,6 +222,17 @@ mod tests {
         assert!(f.doc_error.is_none());
         assert_eq!(f.username_text(), Some(" ASIAXXXXXXXXXXXXXXXX"));
         assert!(matches!(f.password, Raw::NotString));
+        assert_eq!(f.region().unwrap().as_str(), "eu-west-1");
+    }
+
+    #[test]
+    fn a_document_the_rotation_reads_is_read_here_big_numbers_included() {
+        let f = Facts::read(
+            r#"{"iam_user":"u","budget":1.0e400,"id":12345678901234567890123,"host":"email-smtp.eu-west-1.amazonaws.com","username":"AKIAIOSFODNN7EXAMPLE","password":"Bpass"}"#,
+        );
+        assert!(f.doc_error.is_none());
+        assert_eq!(f.username_text(), Some("AKIAIOSFODNN7EXAMPLE"));
+        assert_eq!(f.password_text(), Some("Bpass"));
         assert_eq!(f.region().unwrap().as_str(), "eu-west-1");
     }
 
