@@ -424,13 +424,58 @@ fn tls_value(
     }
 }
 
-/// Whether a host field holds a bare host name (no scheme, port, path or white space).
-fn bare_host(host: &str) -> bool {
-    !(host.is_empty()
-        || host.contains("://")
-        || host.contains('/')
-        || host.contains(':')
-        || host.chars().any(char::is_whitespace))
+/// The longest DNS name, in characters, without a final dot (RFC 1035: 255 octets on the
+/// wire, 253 as text).
+pub const MAX_HOST_LEN: usize = 253;
+
+/// What is wrong with a host name as written, with the fix; `None` for a DNS host name: at
+/// most [`MAX_HOST_LEN`] characters, labels of 1–63 letters, digits and hyphens (not first or
+/// last) separated by dots, one final dot allowed. IPv4 addresses pass (digits and dots); no
+/// scheme, port, path, white space, control character, `@`, `_` or other character does.
+///
+/// A host that passes is safe to put in messages and logs as it is: short, and nothing but
+/// letters, digits, hyphens and dots. The reasons never hold the host itself.
+pub(crate) fn host_problem(host: &str) -> Option<&'static str> {
+    if host.is_empty() {
+        return Some("is empty; name the SMTP endpoint, e.g. email-smtp.us-east-1.amazonaws.com");
+    }
+    if host.contains("://") || host.contains('/') || host.contains(':') {
+        return Some(
+            "must be a bare host name (no scheme, port or path); put the port in \"port\"",
+        );
+    }
+    if !host
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    {
+        return Some(
+            "is not a host name: only letters, digits, hyphens and dots may appear (no spaces, control characters, @, _ or other characters); write the SMTP endpoint's DNS name, e.g. email-smtp.us-east-1.amazonaws.com",
+        );
+    }
+    let name = host.strip_suffix('.').unwrap_or(host);
+    if name.len() > MAX_HOST_LEN {
+        return Some(
+            "is longer than a DNS name can be (253 characters); write the SMTP endpoint's DNS name",
+        );
+    }
+    for label in name.split('.') {
+        if label.is_empty() {
+            return Some(
+                "has an empty label (a leading dot or two dots in a row); write the SMTP endpoint's DNS name",
+            );
+        }
+        if label.len() > 63 {
+            return Some(
+                "has a label (a part between dots) longer than 63 characters, which DNS does not allow; write the SMTP endpoint's DNS name",
+            );
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Some(
+                "has a label (a part between dots) that begins or ends with a hyphen, which DNS does not allow; write the SMTP endpoint's DNS name",
+            );
+        }
+    }
+    None
 }
 
 /// The primary endpoint a document names, for the `regions` items to default from.
@@ -518,7 +563,10 @@ fn parse_regions(
                 };
                 let host = match fields.get("host") {
                     None | Some(Value::Null) => derived(n, &region)?,
-                    Some(Value::String(h)) if bare_host(h) => {
+                    Some(Value::String(h)) => {
+                        if let Some(why) = host_problem(h) {
+                            return Err(invalid(format!("item {n}'s \"host\" {why}")));
+                        }
                         if let Some(hr) = region_from_host(h)
                             && hr != region
                         {
@@ -530,7 +578,7 @@ fn parse_regions(
                     }
                     Some(_) => {
                         return Err(invalid(format!(
-                            "item {n}'s \"host\" must be a bare host name (no scheme, port or path)"
+                            "item {n}'s \"host\" must be a string: the endpoint's DNS name"
                         )));
                     }
                 };
@@ -637,12 +685,10 @@ impl SecretDocument {
             "host",
             "name the SES SMTP endpoint, e.g. email-smtp.us-east-1.amazonaws.com",
         )?;
-        if !bare_host(host) {
+        if let Some(why) = host_problem(host) {
             return Err(SecretError::Invalid {
                 field: "host",
-                reason:
-                    "must be a bare host name (no scheme, port or path); put the port in \"port\""
-                        .into(),
+                reason: why.into(),
             });
         }
         let port = parse_port(&raw)?;
@@ -1168,6 +1214,119 @@ mod tests {
     }
 
     #[test]
+    fn host_is_a_dns_name_and_what_is_wrong_is_said_without_it() {
+        let label63 = "a".repeat(63);
+        let max = format!("{0}.{0}.{0}.{1}", label63, "b".repeat(61)); // 253
+        assert_eq!(max.len(), MAX_HOST_LEN);
+        for ok in [
+            "email-smtp.us-east-1.amazonaws.com",
+            "email-smtp.us-east-1.amazonaws.com.",
+            "Email-SMTP.US-East-1.amazonaws.com",
+            "localhost",
+            "127.0.0.1",
+            "vpce-0abc123-x1y2.email-smtp.ca-central-1.vpce.amazonaws.com",
+            "xn--bcher-kva.example",
+            &label63,
+            &max,
+            &format!("{max}."),
+        ] {
+            assert_eq!(host_problem(ok), None, "{ok}");
+        }
+        for (bad, why) in [
+            ("", "empty"),
+            ("smtp://mail.example.com", "bare host name"),
+            ("mail.example.com:587", "bare host name"),
+            ("mail.example.com/x", "bare host name"),
+            ("[::1]", "bare host name"),
+            (
+                "user@mail.example.com",
+                "only letters, digits, hyphens and dots",
+            ),
+            ("mail example.com", "only letters, digits, hyphens and dots"),
+            (
+                "mail\u{7}.example.com",
+                "only letters, digits, hyphens and dots",
+            ),
+            (
+                "mail.example.com\u{1b}[2J",
+                "only letters, digits, hyphens and dots",
+            ),
+            ("mail\r\nX-Injected: 1", "bare host name"),
+            (
+                "mail\r\nX-Injected-1",
+                "only letters, digits, hyphens and dots",
+            ),
+            (
+                "smtp_relay.example.com",
+                "only letters, digits, hyphens and dots",
+            ),
+            (
+                "m\u{e4}il.example.com",
+                "only letters, digits, hyphens and dots",
+            ),
+            (
+                "mail.example.com\u{0}",
+                "only letters, digits, hyphens and dots",
+            ),
+            (&format!("{max}x"), "253"),
+            ("mail.example.com..", "empty label"),
+            (&"a.".repeat(200), "253"),
+            (&format!("{label63}a.example"), "63"),
+            (".example.com", "empty label"),
+            ("mail..example.com", "empty label"),
+            ("-mail.example.com", "hyphen"),
+            ("mail-.example.com", "hyphen"),
+        ] {
+            let got = host_problem(bad).unwrap_or_else(|| panic!("{bad:?} was accepted"));
+            assert!(got.contains(why), "{bad:?}: {got}");
+        }
+    }
+
+    /// A host that is not a DNS name is refused naming "host" (or the `regions` item's
+    /// "host") with the fix, and the message holds nothing of it: no part of the value, no
+    /// control character, and a bounded length whatever was written.
+    #[test]
+    fn a_bad_host_is_refused_by_field_without_echoing_it() {
+        let hostile = "Hostile-Host-9q";
+        for host in [
+            format!("{hostile}\u{1b}[31m.example.com"),
+            format!("{hostile}\r\nX-Injected: yes"),
+            format!("{hostile}.{}", "a".repeat(300)),
+            format!("{}.{hostile}", "a".repeat(64)),
+            format!("{}.{hostile}", "a.".repeat(130)),
+            format!("postmaster@{hostile}.example.com"),
+            format!("{hostile} .example.com"),
+            format!("{hostile}\u{0}.example.com"),
+        ] {
+            let primary = SecretDocument::parse(
+                &json!({"iam_user": "u", "host": host, "region": "us-east-1"}).to_string(),
+            )
+            .expect_err("refused");
+            let item = SecretDocument::parse(
+                &json!({"iam_user": "u", "host": "email-smtp.us-east-1.amazonaws.com",
+                        "regions": [{"region": "eu-west-1", "host": host}]})
+                .to_string(),
+            )
+            .expect_err("refused");
+            for (e, names) in [
+                (&primary, "the secret's \"host\" field is invalid"),
+                (
+                    &item,
+                    "the secret's \"regions\" field is invalid: item 1's \"host\"",
+                ),
+            ] {
+                let text = e.to_string();
+                assert!(text.starts_with(names), "{host:?}: {text}");
+                assert!(text.contains("DNS") || text.contains("host name"), "{text}");
+                assert!(!text.contains(hostile), "{host:?} echoed: {text}");
+                assert!(!text.contains("aaaa"), "{host:?} echoed: {text}");
+                assert!(!text.chars().any(char::is_control), "{text:?}");
+                assert!(text.len() < 400, "{text}");
+            }
+        }
+    }
+
+    #[test]
     fn debug_hides_password() {
         let d = parse(serde_json::json!({"iam_user": "u", "host": "email-smtp.us-east-1.amazonaws.com", "username": "AKIAIOSFODNN7EXAMPLE", "password": PW, "other": PW})).unwrap();
         let shown = format!("{d:?}");
@@ -1341,13 +1500,13 @@ mod tests {
                 ses,
                 None,
                 json!([{"region": "eu-west-1", "host": ""}]),
-                "item 1's \"host\" must be a bare host name",
+                "item 1's \"host\" is empty",
             ),
             (
                 ses,
                 None,
                 json!([{"region": "eu-west-1", "host": 7}]),
-                "item 1's \"host\" must be a bare host name",
+                "item 1's \"host\" must be a string",
             ),
             (
                 ses,

@@ -522,6 +522,70 @@ fn test_login_refuses_a_host_that_is_not_allowed_before_connecting() {
     );
 }
 
+/// A host that is not a DNS name (control characters that would drive a terminal, a length
+/// no DNS name has, an address) is refused by doctor's `document` check naming "host" and what
+/// a host may hold, in text and JSON, and nothing of it reaches the output: no part of the
+/// value and no control character. Nothing goes to the network (no AWS credentials; `connect`
+/// and `auth` skip, as the host is unusable).
+#[test]
+fn doctor_refuses_a_host_that_is_no_dns_name_without_echoing_it() {
+    let hostile = "Hostile-Host-9q";
+    for host in [
+        format!("{hostile}\u{1b}]0;owned\u{7}\u{1b}[2J.example.com"),
+        format!("{hostile}.{}", "x".repeat(5000)),
+        format!("{}.{hostile}.example.com", "y".repeat(64)),
+        format!("postmaster@{hostile}.example.com"),
+        format!("{hostile}\r\nX-Injected-1.example.com"),
+    ] {
+        let doc = serde_json::json!({"iam_user": "u", "host": host, "region": "us-east-1"});
+        let (code, out, err) = run_env(
+            &["doctor", "--json", "--document", "-"],
+            &doc.to_string(),
+            &[("SMTP_ALLOWED_HOSTS", "*.example.com")],
+        );
+        assert_eq!(code, 1, "{out}{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let document = &v["checks"][0];
+        assert_eq!(document["status"], "fail", "{v:#}");
+        let summary = document["summary"].as_str().unwrap();
+        assert!(summary.contains("\"host\" field is invalid"), "{summary}");
+        assert!(
+            summary.contains("DNS") || summary.contains("host name"),
+            "{summary}"
+        );
+        assert_eq!(document["fix"], "correct the \"host\" field", "{v:#}");
+        for id in [7, 8] {
+            assert_eq!(v["checks"][id]["status"], "skip", "{v:#}");
+        }
+        let (code, text, err2) = run_env(
+            &["doctor", "--document", "-"],
+            &doc.to_string(),
+            &[("SMTP_ALLOWED_HOSTS", "*.example.com")],
+        );
+        assert_eq!(code, 1, "{text}{err2}");
+        assert!(text.contains("\"host\" field is invalid"), "{text}");
+        for printed in [&out, &err, &text, &err2] {
+            assert!(
+                !printed.contains(hostile),
+                "the host was echoed: {printed:?}"
+            );
+            assert!(
+                !printed.contains("xxxxxxxx"),
+                "the host was echoed: {printed:?}"
+            );
+            assert!(
+                !printed.contains("yyyyyyyy"),
+                "the host was echoed: {printed:?}"
+            );
+            assert!(
+                !printed.chars().any(|c| c.is_control() && c != '\n'),
+                "a control character was printed: {printed:?}"
+            );
+            assert!(printed.len() < 4000, "{} bytes printed", printed.len());
+        }
+    }
+}
+
 #[test]
 fn smtp_password_for_several_regions_prints_one_line_each() {
     let (code, out, err) = run(
