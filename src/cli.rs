@@ -243,6 +243,7 @@ fn run(cmd: Command) -> Result<String, String> {
         }
         Command::TestLogin { timeout } => {
             crate::smtp::check_ssl_cert_file()?;
+            crate::smtp::check_smtp_ca_file()?;
             let input = read_stdin("secret document (JSON)")?;
             let doc = SecretDocument::parse(&input).map_err(|e| e.to_string())?;
             let creds = doc.credentials.clone().ok_or(

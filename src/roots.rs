@@ -1,6 +1,11 @@
 //! The root certificates the process trusts (SMTP and the AWS SDK), loaded once per process.
 //!
-//! Where they come from is what the system's TLS stack would use:
+//! SMTP trusts these roots plus the certificates of `SMTP_CA_FILE` when it is set
+//! ([`smtp_trusted`]): a private relay's CA is *added* for SMTP, and the AWS SDK's trust
+//! ([`trusted_pem`]) does not change. `SSL_CERT_FILE`, by contrast, replaces the roots of every
+//! connection (as OpenSSL's does), AWS's included: the tests point it at their CA.
+//!
+//! Where the roots come from is what the system's TLS stack would use:
 //!
 //! - `SSL_CERT_DIR` set: rustls-native-certs reads it (and `SSL_CERT_FILE`, if set), as before.
 //! - `SSL_CERT_FILE` set: that file alone.
@@ -32,6 +37,47 @@ const BUNDLES: &[&str] = &[
 /// DER certificates, or why none could be loaded.
 type Loaded = Result<Vec<Vec<u8>>, String>;
 
+/// The variable naming a PEM file of CA certificates that SMTP trusts besides the roots.
+pub(crate) const SMTP_CA_FILE: &str = "SMTP_CA_FILE";
+
+/// An environment lookup: the variable's value, `None` when unset or empty.
+type Env<'a> = &'a dyn Fn(&str) -> Option<std::ffi::OsString>;
+
+fn process_env(k: &str) -> Option<std::ffi::OsString> {
+    std::env::var_os(k).filter(|v| !v.is_empty())
+}
+
+/// What SMTP trusts: the roots the AWS SDK is given ([`trusted_pem`]) plus every certificate
+/// of `SMTP_CA_FILE` (a private relay's CA, or a TLS-inspecting proxy's), added, not
+/// replacing. When the roots cannot be loaded but `SMTP_CA_FILE` can, its certificates alone
+/// (a private relay needs no public root).
+///
+/// # Errors
+/// When `SMTP_CA_FILE` is set and holds no usable certificate (named, with what to do), or
+/// when nothing at all could be loaded.
+pub(crate) fn smtp_trusted() -> Loaded {
+    smtp_trusted_from(&process_env)
+}
+
+fn smtp_trusted_from(env: Env<'_>) -> Loaded {
+    let base = trusted_from(env);
+    let Some(file) = env(SMTP_CA_FILE) else {
+        return base;
+    };
+    let extra = from_file(
+        std::path::Path::new(&file),
+        SMTP_CA_FILE,
+        "point SMTP_CA_FILE at a PEM file holding the relay's CA certificate, or unset it",
+    )?;
+    let mut certs = base.unwrap_or_default();
+    for cert in extra {
+        if !certs.contains(&cert) {
+            certs.push(cert);
+        }
+    }
+    Ok(certs)
+}
+
 /// The trusted root certificates (DER), read now. Not kept: each user keeps what it built
 /// from them (the SDK its trust store, [`crate::smtp`] one TLS configuration per host), so the
 /// bundle is read once per process for the SDK and once per SMTP host, and no second copy of
@@ -39,20 +85,20 @@ type Loaded = Result<Vec<Vec<u8>>, String>;
 ///
 /// # Errors
 /// When no certificate could be loaded: the message names the source and what to do.
-pub(crate) fn trusted() -> Loaded {
-    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+fn trusted_from(env: Env<'_>) -> Loaded {
+    const HINT: &str = "point SSL_CERT_FILE at a PEM CA bundle";
     if env("SSL_CERT_DIR").is_some() {
         return native();
     }
     if let Some(file) = env("SSL_CERT_FILE") {
-        return from_file(std::path::Path::new(&file), "SSL_CERT_FILE");
+        return from_file(std::path::Path::new(&file), "SSL_CERT_FILE", HINT);
     }
     match BUNDLES
         .iter()
         .map(std::path::Path::new)
         .find(|p| p.is_file())
     {
-        Some(bundle) => from_file(bundle, "the system's CA bundle"),
+        Some(bundle) => from_file(bundle, "the system's CA bundle", HINT),
         None => native(),
     }
 }
@@ -61,9 +107,13 @@ pub(crate) fn trusted() -> Loaded {
 /// once per process and keeps it).
 ///
 /// # Errors
-/// As [`trusted`].
+/// When no certificate could be loaded: the message names the source and what to do.
 pub(crate) fn trusted_pem() -> Result<Vec<u8>, String> {
-    let certs = trusted()?;
+    trusted_pem_from(&process_env)
+}
+
+fn trusted_pem_from(env: Env<'_>) -> Result<Vec<u8>, String> {
+    let certs = trusted_from(env)?;
     let mut pem = Vec::with_capacity(certs.iter().map(|c| c.len() * 4 / 3 + 64).sum());
     for der in &certs {
         let b64 = base64::engine::general_purpose::STANDARD.encode(der);
@@ -92,10 +142,10 @@ fn usable(certs: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
         .collect()
 }
 
-fn from_file(path: &std::path::Path, what: &str) -> Loaded {
+fn from_file(path: &std::path::Path, what: &str, hint: &str) -> Loaded {
     let pem = std::fs::read(path).map_err(|e| {
         format!(
-            "{what} {} cannot be read ({}); point SSL_CERT_FILE at a PEM CA bundle",
+            "{what} {} cannot be read ({}); {hint}",
             path.display(),
             e.kind()
         )
@@ -103,7 +153,7 @@ fn from_file(path: &std::path::Path, what: &str) -> Loaded {
     let certs = usable(pem_certificates(&pem));
     if certs.is_empty() {
         return Err(format!(
-            "{what} {} holds no PEM certificate; point SSL_CERT_FILE at a PEM CA bundle",
+            "{what} {} holds no PEM certificate; {hint}",
             path.display()
         ));
     }
@@ -228,9 +278,110 @@ mod tests {
         assert!(kept.iter().all(|c| c.len() > 100));
         // What the SDK is given reads back, through rustls' own PEM reader, as what was loaded.
         let pem = super::trusted_pem().expect("the system's roots load");
-        assert_eq!(rustls_reads(&pem), super::trusted().expect("loaded"));
+        assert_eq!(
+            rustls_reads(&pem),
+            super::trusted_from(&super::process_env).expect("loaded")
+        );
         // Read anew each time, the same each time.
-        assert_eq!(super::trusted(), super::trusted());
+        assert_eq!(
+            super::trusted_from(&super::process_env),
+            super::trusted_from(&super::process_env)
+        );
+    }
+
+    /// A private relay's CA, made for this test (self-signed, P-256, valid to 2126).
+    const RELAY_CA: &str = "-----BEGIN CERTIFICATE-----
+MIIBuTCCAV+gAwIBAgIUYNHp+KXb7BM8x/dTI8rRluQ5d8gwCgYIKoZIzj0EAwIw
+KTEnMCUGA1UEAwwec2VzLXNtdHAtcm90YXRvciB0ZXN0IHJlbGF5IENBMCAXDTI2
+MTIwNjAzNDEyOVoYDzIxMjYxMTEyMDM0MTI5WjApMScwJQYDVQQDDB5zZXMtc210
+cC1yb3RhdG9yIHRlc3QgcmVsYXkgQ0EwWTATBgcqhkjOPQIBBggqhkjOPQMBBwNC
+AARCJO9xgIo0stDB17CB6QmVmmxCSDbNn9mzhvTiYjtdU0JRWeeb7Haa0iMFd/wa
+fOxH9qLVDwqutdaIdmEoJGqFo2MwYTAdBgNVHQ4EFgQUjryklevGV8bInU36TU4W
+PaCwu0cwHwYDVR0jBBgwFoAUjryklevGV8bInU36TU4WPaCwu0cwDwYDVR0TAQH/
+BAUwAwEB/zAOBgNVHQ8BAf8EBAMCAQYwCgYIKoZIzj0EAwIDSAAwRQIhAMo4y8/d
+VSAg4ukif4UXMG8+J+AtEcu8yyGW/KqvbdBPAiASwJlLL2/HaBtAKkS1qpa44COJ
++ELGcaRmbsh20iW5MA==
+-----END CERTIFICATE-----
+";
+
+    /// An environment holding only `vars`.
+    fn env_of(
+        vars: &[(&'static str, std::path::PathBuf)],
+    ) -> impl Fn(&str) -> Option<std::ffi::OsString> + use<> {
+        let vars: Vec<(&'static str, std::path::PathBuf)> = vars.to_vec();
+        move |k: &str| {
+            vars.iter()
+                .find(|(name, _)| *name == k)
+                .map(|(_, v)| v.clone().into_os_string())
+        }
+    }
+
+    fn has_subject(der: &[u8], name: &[u8]) -> bool {
+        der.windows(name.len()).any(|w| w == name)
+    }
+
+    /// SMTP_CA_FILE adds the relay's CA to what SMTP trusts, the public roots stay (Amazon
+    /// Root CA 1, which SES's certificates chain to, among them), and what the AWS SDK is
+    /// given does not change. SSL_CERT_FILE still replaces the roots (the tests' set-up).
+    #[test]
+    fn smtp_ca_file_adds_to_the_roots_for_smtp_only() {
+        let Some((_, system)) = system_bundle() else {
+            eprintln!("no system CA bundle here; nothing to add to");
+            return;
+        };
+        let dir = std::env::temp_dir().join(format!("roots-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let ca = dir.join("relay-ca.pem");
+        std::fs::write(&ca, RELAY_CA).expect("write");
+        let relay = pem_certificates(RELAY_CA.as_bytes()).remove(0);
+        let public = super::usable(pem_certificates(&system));
+        assert!(public.len() > 50);
+        assert!(!public.contains(&relay));
+
+        let plain = env_of(&[]);
+        let with_extra = env_of(&[(super::SMTP_CA_FILE, ca.clone())]);
+        // The SDK: byte for byte the same trust store with or without SMTP_CA_FILE.
+        assert_eq!(
+            super::trusted_pem_from(&with_extra),
+            super::trusted_pem_from(&plain)
+        );
+        assert_eq!(super::trusted_from(&with_extra), Ok(public.clone()));
+        // SMTP: every public root, then the relay's CA.
+        let smtp = super::smtp_trusted_from(&with_extra).expect("loads");
+        assert_eq!(smtp.len(), public.len() + 1);
+        assert_eq!(smtp[..public.len()], public[..]);
+        assert_eq!(smtp.last(), Some(&relay));
+        assert!(
+            smtp.iter().any(|c| has_subject(c, b"Amazon Root CA 1")),
+            "a public root SES chains to is still trusted"
+        );
+        // Every one is a usable trust anchor (a store built from them accepts them all).
+        let mut store = rustls::RootCertStore::empty();
+        let (added, _) = store.add_parsable_certificates(smtp.iter().map(|d| d.as_slice().into()));
+        assert_eq!(added, smtp.len());
+        // Without SMTP_CA_FILE, SMTP trusts what the SDK trusts.
+        assert_eq!(super::smtp_trusted_from(&plain), Ok(public.clone()));
+        // SSL_CERT_FILE replaces the roots for both (how the tests trust their CA).
+        let replaced = env_of(&[("SSL_CERT_FILE", ca.clone())]);
+        assert_eq!(super::trusted_from(&replaced), Ok(vec![relay.clone()]));
+        assert_eq!(super::smtp_trusted_from(&replaced), Ok(vec![relay.clone()]));
+        // Roots that cannot load: the relay's CA alone still serves SMTP.
+        let no_roots = env_of(&[
+            ("SSL_CERT_FILE", dir.join("missing.pem")),
+            (super::SMTP_CA_FILE, ca.clone()),
+        ]);
+        assert!(super::trusted_from(&no_roots).is_err());
+        assert_eq!(super::smtp_trusted_from(&no_roots), Ok(vec![relay]));
+        // A bad SMTP_CA_FILE is named, not ignored.
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "no certificate here\n").expect("write");
+        for bad in [empty, dir.join("missing.pem")] {
+            let e = super::smtp_trusted_from(&env_of(&[(super::SMTP_CA_FILE, bad)]))
+                .expect_err("refused");
+            assert!(e.starts_with("SMTP_CA_FILE "), "{e}");
+            assert!(e.contains("point SMTP_CA_FILE at"), "{e}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// The system's own bundle gives what rustls-pki-types' PEM reader (the one

@@ -124,8 +124,9 @@ impl SmtpTarget {
         format!("{}:{}", self.host, self.port)
     }
 
-    /// The TLS parameters for this host, trusting [`crate::roots`]: built on the first
-    /// connection to the host and kept for the life of the process.
+    /// The TLS parameters for this host, trusting [`crate::roots::smtp_trusted`] (the roots
+    /// plus `SMTP_CA_FILE`): built on the first connection to the host and kept for the life
+    /// of the process.
     ///
     /// # Errors
     /// When no root certificate can be loaded or the host is not a valid TLS name.
@@ -141,7 +142,7 @@ impl SmtpTarget {
         }
         let mut builder = TlsParameters::builder(self.host.clone())
             .certificate_store(lettre::transport::smtp::client::CertificateStore::None);
-        for der in crate::roots::trusted()? {
+        for der in crate::roots::smtp_trusted()? {
             let cert = lettre::transport::smtp::client::Certificate::from_der(der)
                 .map_err(|e| describe(&e))?;
             builder = builder.add_root_certificate(cert);
@@ -477,7 +478,7 @@ impl CertificateProblem {
     /// What to do.
     pub(crate) fn fix(&self) -> String {
         format!(
-            "if the server uses a private CA, point SSL_CERT_FILE at a PEM bundle holding it; connect with the host name on the server's certificate (now {}); behind a TLS-inspecting proxy, add the proxy's CA to SSL_CERT_FILE",
+            "if the server uses a private CA (or a TLS-inspecting proxy sits in between), point SMTP_CA_FILE at a PEM file holding that CA: it is added to the trusted roots for SMTP only (SSL_CERT_FILE would replace the roots for every connection, AWS's included); connect with the host name on the server's certificate (now {})",
             self.host
         )
     }
@@ -499,6 +500,28 @@ impl fmt::Display for CertificateProblem {
 pub(crate) fn check_ssl_cert_file() -> Result<(), String> {
     match std::env::var_os("SSL_CERT_FILE").filter(|p| !p.is_empty()) {
         Some(path) => check_ca_file(std::path::Path::new(&path)),
+        None => Ok(()),
+    }
+}
+
+/// Whether SMTP_CA_FILE (when set) names a readable file with at least one PEM certificate:
+/// its certificates are added to the roots SMTP trusts ([`crate::roots::smtp_trusted`]).
+///
+/// # Errors
+/// A message naming the variable and what to do.
+pub(crate) fn check_smtp_ca_file() -> Result<(), String> {
+    let var = crate::roots::SMTP_CA_FILE;
+    match std::env::var_os(var).filter(|p| !p.is_empty()) {
+        Some(path) => match std::fs::read(&path) {
+            Ok(pem) if !crate::roots::pem_certificates(&pem).is_empty() => Ok(()),
+            Ok(_) => Err(format!(
+                "{var} names a file with no PEM certificate; point it at the PEM file of the relay's CA or unset it"
+            )),
+            Err(e) => Err(format!(
+                "{var} cannot be read ({}); point it at the PEM file of the relay's CA or unset it",
+                e.kind()
+            )),
+        },
         None => Ok(()),
     }
 }

@@ -898,3 +898,92 @@ fn doctor_needs_no_more_than_the_permissions_readme_documents() {
     }
     assert!(d.env.denials().is_empty(), "{:?}", d.env.denials());
 }
+
+/// A private relay's CA given in SMTP_CA_FILE is trusted for SMTP in addition to the public
+/// roots, not instead of them: with the system's roots (SSL_CERT_FILE unset, or pointing at
+/// the public bundle) plus SMTP_CA_FILE = the emulator's test CA, doctor's connect and auth
+/// pass and test-login gets its 235; with the public roots alone the same server is not
+/// trusted (so the pass is the added CA's doing). The IAM checks, which go through the AWS
+/// SDK, run the same either way, and a bad SMTP_CA_FILE fails `connect` by name without
+/// skipping them (the SDK does not read it). roots.rs's unit test shows the public roots
+/// (Amazon Root CA 1 among them) stay in SMTP's set and the SDK's set does not change.
+#[test]
+fn a_relay_ca_in_smtp_ca_file_is_added_to_the_public_roots_for_smtp() {
+    let (mut d, _, _, doc) = Doctor::with_working_credentials();
+    d.remember_doc(&doc);
+    let test_ca = d.env.info["lambda_env"]["SSL_CERT_FILE"]
+        .as_str()
+        .expect("the stand-in's CA file")
+        .to_owned();
+    let public = "/etc/ssl/certs/ca-certificates.crt";
+    let json = ["doctor", "--json", "--document", "-"];
+
+    // The control: the public roots alone do not trust the emulator.
+    let r = d.run(&json, &doc.to_string(), &[("SSL_CERT_FILE", public)], &[]);
+    let v = r.json();
+    expect(
+        &v,
+        "connect",
+        "fail",
+        "certificate not trusted for localhost",
+    );
+    expect(&v, "connect", "fail", "SMTP_CA_FILE");
+
+    for (set, unset) in [
+        (
+            vec![("SMTP_CA_FILE", test_ca.as_str())],
+            vec!["SSL_CERT_FILE"],
+        ),
+        (
+            vec![
+                ("SSL_CERT_FILE", public),
+                ("SMTP_CA_FILE", test_ca.as_str()),
+            ],
+            vec![],
+        ),
+    ] {
+        let r = d.run(&json, &doc.to_string(), &set, &unset);
+        let v = r.json();
+        assert_eq!(r.code, 0, "{set:?}: {v:#}");
+        expect(
+            &v,
+            "connect",
+            "pass",
+            "certificate is trusted for localhost",
+        );
+        expect(&v, "auth", "pass", "235");
+        expect(&v, "iam-key", "pass", "");
+        let r = d.run(
+            &["test-login", "--timeout", "10"],
+            &doc.to_string(),
+            &set,
+            &unset,
+        );
+        assert_eq!(r.code, 0, "{set:?}: {}{}", r.stdout, r.stderr);
+        assert!(r.stdout.starts_with("235 accepted"), "{}", r.stdout);
+    }
+
+    // A bad SMTP_CA_FILE is named; the IAM checks (the SDK's trust) are not affected by it.
+    let not_pem = d.env.dir.join("not-a-ca.pem");
+    std::fs::write(&not_pem, "not a certificate\n").expect("write");
+    let bad = [("SMTP_CA_FILE", not_pem.to_str().expect("path"))];
+    let r = d.run(&json, &doc.to_string(), &bad, &[]);
+    let v = r.json();
+    expect(
+        &v,
+        "connect",
+        "fail",
+        "SMTP_CA_FILE names a file with no PEM certificate",
+    );
+    expect(&v, "auth", "skip", "connect");
+    expect(&v, "iam-key", "pass", "");
+    let r = d.run(&["test-login"], &doc.to_string(), &bad, &[]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr
+            .contains("SMTP_CA_FILE names a file with no PEM certificate"),
+        "{}",
+        r.stderr
+    );
+    d.assert_no_secrets_printed();
+}

@@ -285,11 +285,13 @@ pub struct Options {
     pub allowed_hosts: Result<AllowedHosts, String>,
     /// Whether `SSL_CERT_FILE` is usable (`Err`: why not).
     pub ca_file: Result<(), String>,
+    /// Whether `SMTP_CA_FILE` (extra CAs for SMTP only) is usable (`Err`: why not).
+    pub smtp_ca_file: Result<(), String>,
 }
 
 impl Options {
-    /// Options for `source`, with the environment (`SMTP_ALLOWED_HOSTS`, `SSL_CERT_FILE`) read
-    /// now and the default step timeout.
+    /// Options for `source`, with the environment (`SMTP_ALLOWED_HOSTS`, `SSL_CERT_FILE`,
+    /// `SMTP_CA_FILE`) read now and the default step timeout.
     #[must_use]
     pub fn from_env(source: Source) -> Self {
         let allowed_hosts = match std::env::var("SMTP_ALLOWED_HOSTS") {
@@ -302,6 +304,7 @@ impl Options {
             step_timeout: DEFAULT_STEP_TIMEOUT,
             allowed_hosts,
             ca_file: crate::smtp::check_ssl_cert_file(),
+            smtp_ca_file: crate::smtp::check_smtp_ca_file(),
         }
     }
 }
@@ -393,7 +396,8 @@ pub async fn run(options: Options) -> Report {
     let (connect, auth) = net::connect_and_auth(
         &facts,
         endpoint_ok,
-        &options.ca_file,
+        // SMTP's trust: the roots (SSL_CERT_FILE) and the extra CAs (SMTP_CA_FILE).
+        &options.ca_file.clone().and(options.smtp_ca_file.clone()),
         budget,
         &net::Evidence {
             failed_before: out.iter().filter(|c| c.failed()).map(|c| c.id).collect(),

@@ -99,14 +99,14 @@ async fn connect(
         return Err(Check::fail(
             id,
             e.clone(),
-            "point SSL_CERT_FILE at a PEM CA bundle, or unset it to use the system's",
+            "point the variable the finding names at a PEM file of CA certificates, or unset it (SSL_CERT_FILE: the system's roots are used; SMTP_CA_FILE: nothing is added to them)",
         ));
     }
     let tls = target.tls_parameters().map_err(|e| {
         Check::fail(
             id,
             format!("cannot set up TLS for {}: {e}", target.host),
-            "check the host name and SSL_CERT_FILE (the system's CA store must load)",
+            "check the host name, SSL_CERT_FILE and SMTP_CA_FILE (the system's CA store must load)",
         )
     })?;
     let secs = budget.next().as_secs();
