@@ -469,6 +469,18 @@ fn hostile_events_are_refused_by_name_and_change_nothing() {
     env.assert_no_secrets_leaked(Some(&arn));
 }
 
+/// Whether `doc` holds `probe` as (part of) one of its strings, keys included, at any depth.
+fn holds(doc: &Value, probe: &str) -> bool {
+    match doc {
+        Value::String(s) => s.contains(probe),
+        Value::Array(items) => items.iter().any(|i| holds(i, probe)),
+        Value::Object(fields) => fields
+            .iter()
+            .any(|(k, v)| k.contains(probe) || holds(v, probe)),
+        _ => false,
+    }
+}
+
 #[test]
 fn hostile_documents_are_refused_by_field_and_change_nothing() {
     let mut env = Env::start();
@@ -479,8 +491,10 @@ fn hostile_documents_are_refused_by_field_and_change_nothing() {
         .block_on(env.iam.create_access_key().user_name("someone-else").send())
         .expect("key");
     let other_id = other.access_key().expect("key").access_key_id().to_owned();
+    // The marker every hostile string carries: what must never come back.
     let v = "Hostile-Value-7x";
     let base = env.bootstrap_doc("ses-smtp");
+    assert!(!holds(&base, v));
     let with = |field: &str, value: Value| {
         let mut d = base.clone();
         d[field] = value;
@@ -497,49 +511,124 @@ fn hostile_documents_are_refused_by_field_and_change_nothing() {
         d["password"] = password;
         d
     };
-    let pw = json!("BMPPgbAHoFVbze1Ud0oA5uNdXRwUXUZ+qOwphGJbl/cS");
-    let cases: Vec<(Value, &str, &str)> = vec![
-        (without("iam_user"), "MalformedSecret", "\"iam_user\""),
+    let pw_text = "BMPPgbAHoFVbze1Ud0oA5uNdXRwUXUZ+qOwphGJbl/cS";
+    let pw = json!(pw_text);
+    let long_label = "a".repeat(64);
+    let long_name = "b.".repeat(140);
+    // (document, error type, needle, values the document holds that must not come back).
+    let cases: Vec<(Value, &str, &str, Vec<String>)> = vec![
+        (
+            without("iam_user"),
+            "MalformedSecret",
+            "\"iam_user\"",
+            vec![],
+        ),
         (
             with("iam_user", json!(42)),
             "MalformedSecret",
             "\"iam_user\"",
+            vec![],
         ),
         (
             with("iam_user", json!("")),
             "MalformedSecret",
             "\"iam_user\"",
+            vec![],
         ),
         (
             with("iam_user", json!(format!("arn:aws:iam::1:user/{v}"))),
             "MalformedSecret",
             "\"iam_user\"",
+            vec![v.into()],
         ),
         (
-            with("iam_user", json!("u".repeat(65))),
+            with("iam_user", json!(format!("{v}{}", "u".repeat(60)))),
             "MalformedSecret",
             "\"iam_user\"",
+            vec![v.into()],
         ),
-        (without("host"), "MalformedSecret", "\"host\""),
+        (without("host"), "MalformedSecret", "\"host\"", vec![]),
         (
-            with("host", json!(["localhost"])),
+            with("host", json!([format!("{v}.example")])),
             "MalformedSecret",
             "\"host\"",
+            vec![v.into()],
         ),
         (
             with("host", json!(format!("smtp://{v}"))),
             "MalformedSecret",
             "\"host\"",
+            vec![v.into()],
         ),
         (
-            with("host", json!("localhost:587")),
+            with("host", json!(format!("{v}.example:587"))),
             "MalformedSecret",
             "\"host\"",
+            vec![v.into()],
         ),
+        // Hosts that are no DNS name: terminal control, header injection, '@', white space,
+        // NUL, a 64-character label, a name longer than 253 characters.
+        (
+            with(
+                "host",
+                json!(format!("{v}\u{1b}]0;x\u{7}\u{1b}[2J.example")),
+            ),
+            "MalformedSecret",
+            "\"host\"",
+            vec![v.into()],
+        ),
+        (
+            with("host", json!(format!("{v}\r\nX-Injected-1.example"))),
+            "MalformedSecret",
+            "\"host\"",
+            vec![v.into()],
+        ),
+        (
+            with("host", json!(format!("postmaster@{v}.example"))),
+            "MalformedSecret",
+            "\"host\"",
+            vec![v.into()],
+        ),
+        (
+            with("host", json!(format!("{v} .example"))),
+            "MalformedSecret",
+            "\"host\"",
+            vec![v.into()],
+        ),
+        (
+            with("host", json!(format!("{v}\u{0}.example"))),
+            "MalformedSecret",
+            "\"host\"",
+            vec![v.into()],
+        ),
+        (
+            with("host", json!(format!("{long_label}.{v}.example"))),
+            "MalformedSecret",
+            "\"host\"",
+            vec![v.into(), long_label.clone()],
+        ),
+        (
+            with("host", json!(format!("{long_name}{v}.example"))),
+            "MalformedSecret",
+            "\"host\"",
+            vec![v.into(), long_name.clone()],
+        ),
+        (
+            with(
+                "regions",
+                json!([{"region": "eu-west-1", "host": format!("{v}\u{1b}[31m.example")}]),
+            ),
+            "MalformedSecret",
+            "\"regions\"",
+            vec![v.into()],
+        ),
+        // Host names, not allowed: refused by name (a DNS name is not secret and is safe to
+        // print); the leak scan has nothing to look for here.
         (
             with("host", json!("smtp.evil.example")),
             "HostNotAllowed",
             "SMTP_ALLOWED_HOSTS",
+            vec![],
         ),
         (
             with(
@@ -548,61 +637,121 @@ fn hostile_documents_are_refused_by_field_and_change_nothing() {
             ),
             "HostNotAllowed",
             "SMTP_ALLOWED_HOSTS",
+            vec![],
         ),
-        (with("port", json!(v)), "MalformedSecret", "\"port\""),
-        (with("port", json!(0)), "MalformedSecret", "\"port\""),
-        (with("port", json!(70000)), "MalformedSecret", "\"port\""),
-        (with("port", json!(-25)), "MalformedSecret", "\"port\""),
-        (with("port", json!(587.5)), "MalformedSecret", "\"port\""),
-        (with("tls", json!(v)), "MalformedSecret", "\"tls\""),
-        (with("tls", json!("none")), "MalformedSecret", "\"tls\""),
-        (with("tls", json!(true)), "MalformedSecret", "\"tls\""),
-        (with("region", json!(v)), "MalformedSecret", "\"region\""),
+        (
+            with("port", json!(v)),
+            "MalformedSecret",
+            "\"port\"",
+            vec![v.into()],
+        ),
+        (
+            with("port", json!(0)),
+            "MalformedSecret",
+            "\"port\"",
+            vec![],
+        ),
+        (
+            with("port", json!(70000)),
+            "MalformedSecret",
+            "\"port\"",
+            vec![],
+        ),
+        (
+            with("port", json!(-25)),
+            "MalformedSecret",
+            "\"port\"",
+            vec![],
+        ),
+        (
+            with("port", json!(587.5)),
+            "MalformedSecret",
+            "\"port\"",
+            vec![],
+        ),
+        (
+            with("tls", json!(v)),
+            "MalformedSecret",
+            "\"tls\"",
+            vec![v.into()],
+        ),
+        (
+            with("tls", json!("none")),
+            "MalformedSecret",
+            "\"tls\"",
+            vec![],
+        ),
+        (
+            with("tls", json!(true)),
+            "MalformedSecret",
+            "\"tls\"",
+            vec![],
+        ),
+        (
+            with("region", json!(v)),
+            "MalformedSecret",
+            "\"region\"",
+            vec![v.into()],
+        ),
         (
             with("region", json!("US-EAST-1")),
             "MalformedSecret",
             "\"region\"",
+            vec![],
         ),
-        (with("region", json!(1)), "MalformedSecret", "\"region\""),
+        (
+            with("region", json!(1)),
+            "MalformedSecret",
+            "\"region\"",
+            vec![],
+        ),
         (
             creds(json!("ASIAIOSFODNN7EXAMPLE"), pw.clone()),
             "MalformedSecret",
             "IAM role",
+            vec![pw_text.into()],
         ),
         (
-            creds(json!("ses-smtp"), pw.clone()),
+            creds(json!(format!("{v}-user")), pw.clone()),
             "MalformedSecret",
             "\"username\"",
+            vec![v.into(), pw_text.into()],
         ),
         (
             creds(json!("akiaiosfodnn7example"), pw.clone()),
             "MalformedSecret",
             "\"username\"",
+            vec!["akiaiosfodnn7example".into(), pw_text.into()],
         ),
         (
             creds(json!(12), pw.clone()),
             "MalformedSecret",
             "\"username\"",
+            vec![pw_text.into()],
         ),
         (
             creds(json!("AKIAIOSFODNN7EXAMPLE"), json!("")),
             "MalformedSecret",
             "\"password\"",
+            vec![],
         ),
         (
             creds(json!("AKIAIOSFODNN7EXAMPLE"), json!(44)),
             "MalformedSecret",
             "\"password\"",
+            vec![],
         ),
         (
             with("username", json!("AKIAIOSFODNN7EXAMPLE")),
             "MalformedSecret",
             "\"password\"",
+            vec![],
         ),
         (
             with("password", json!(v)),
             "MalformedSecret",
             "\"username\"",
+            vec![v.into()],
         ),
         // Another user's key: this stack's role may not inspect it (AccessDenied), so it is
         // refused as not this user's key (shared scope names the owner: permissions.rs).
@@ -610,16 +759,49 @@ fn hostile_documents_are_refused_by_field_and_change_nothing() {
             creds(json!(other_id), pw.clone()),
             "CurrentKeyMissing",
             "may not inspect",
+            vec![pw_text.into()],
         ),
-        (json!([v]), "MalformedSecret", "not an object"),
-        (json!(v), "MalformedSecret", "not an object"),
+        (
+            json!([v]),
+            "MalformedSecret",
+            "not an object",
+            vec![v.into()],
+        ),
+        (json!(v), "MalformedSecret", "not an object", vec![v.into()]),
     ];
     env.expect_denial("iam:GetAccessKeyLastUsed");
     let n = cases.len();
-    for (i, (doc, error_type, needle)) in cases.into_iter().enumerate() {
+    let mut probes: Vec<String> = Vec::new();
+    for (i, (doc, error_type, needle, planted)) in cases.into_iter().enumerate() {
+        // The scan looks for what this document really holds, or it proves nothing.
+        for p in &planted {
+            assert!(
+                holds(&doc, p),
+                "case {i}: {p:?} is not in the document {doc}"
+            );
+        }
         let r = refused(&env, &format!("hostile-{i}"), &doc, error_type, needle);
         let text = r.to_string();
-        assert!(!text.contains(v), "case {i}: the value was echoed: {text}");
+        for p in &planted {
+            assert!(
+                !text.contains(p.as_str()),
+                "case {i}: {p:?} was echoed: {text}"
+            );
+        }
+        probes.extend(planted);
+    }
+    assert!(
+        probes.iter().any(|p| p == v) && probes.len() > 20,
+        "{probes:?}"
+    );
+    // Nor in anything the binary logged while refusing them.
+    let output = env.lambda_output();
+    assert!(!output.is_empty());
+    for p in &probes {
+        assert!(
+            !output.contains(p.as_str()),
+            "{p:?} appears in the binary's output"
+        );
     }
     // A key of another user was not touched.
     assert_eq!(env.keys("someone-else").len(), 1);
@@ -638,12 +820,57 @@ fn refused(env: &Env, name: &str, doc: &Value, error_type: &str, needle: &str) -
     r
 }
 
+/// No secret is logged whatever RUST_LOG asks, and each value runs at the level it claims:
+/// span and field directives are not supported, so those values log at `info` (with a
+/// warning saying so, and none of our debug lines), while `trace` and a per-target `trace`
+/// really log our crate's debug lines (so the scan ran over the most the binary prints, and
+/// a directive that silently did nothing would fail here).
 #[test]
 fn nothing_secret_is_logged_under_span_and_field_directives() {
-    for directives in ["[rotation]=trace,[{step}]=trace", "[]=trace,trace"] {
+    let ours_debug = |out: &str| {
+        out.lines()
+            .filter(|l| l.contains("\"level\":\"DEBUG\"") && l.contains("parsed rotation event"))
+            .count()
+    };
+    let info_lines = |out: &str| {
+        out.lines()
+            .filter(|l| l.contains("\"level\":\"INFO\""))
+            .count()
+    };
+    for (directives, at_trace) in [
+        ("[rotation]=trace,[{step}]=trace", false),
+        ("[]=trace,trace", false),
+        ("trace", true),
+        (
+            "warn,ses_smtp_rotator=trace,aws_smithy_runtime=trace,rustls=trace",
+            true,
+        ),
+    ] {
         let (env, arn) = setup(&[("RUST_LOG", directives)]);
         assert_ok(&env.rotate(&arn, None));
         assert_ok(&env.rotate(&arn, None));
+        let out = env.lambda_output();
+        let fallback =
+            out.contains("is not understood (span and field directives are not supported");
+        if at_trace {
+            // Two rotations, four steps each: one debug line per invocation.
+            assert!(
+                ours_debug(&out) >= 8,
+                "{directives}: no debug lines of ours:\n{out}"
+            );
+            assert!(!fallback, "{directives}: fell back to info:\n{out}");
+        } else {
+            assert!(
+                fallback,
+                "{directives}: no warning about the fallback:\n{out}"
+            );
+            assert_eq!(
+                ours_debug(&out),
+                0,
+                "{directives}: debug lines at info:\n{out}"
+            );
+            assert!(info_lines(&out) > 0, "{directives}: not even info:\n{out}");
+        }
         env.assert_no_secrets_leaked(Some(&arn));
     }
 }
