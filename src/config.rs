@@ -151,6 +151,9 @@ impl Config {
         if let Some(path) = get("SSL_CERT_FILE") {
             check_ca_file(&path)?;
         }
+        if get("SMTP_CA_FILE").is_some() {
+            crate::smtp::check_smtp_ca_file().map_err(Error::InvalidConfiguration)?;
+        }
         c.test_send = match (get("TEST_SEND_FROM"), get("TEST_SEND_TO")) {
             (None, None) => None,
             (Some(from), Some(to)) => {

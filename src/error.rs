@@ -245,7 +245,7 @@ pub enum Error {
     },
     /// The SMTP server's certificate is not trusted (unknown CA, name mismatch, expired).
     #[error(
-        "the SMTP server at {endpoint} presented a certificate this function does not trust: {detail}. No credentials were sent. For an SES endpoint this means something between the function and SES intercepts TLS; for an own relay, give the function its CA (SSL_CERT_FILE) and make sure the certificate names the host in \"host\". AWSCURRENT was not changed"
+        "the SMTP server at {endpoint} presented a certificate this function does not trust: {detail}. No credentials were sent. For an SES endpoint this means something between the function and SES intercepts TLS; for an own relay, give the function its CA (SMTP_CA_FILE; SSL_CERT_FILE would replace the roots for AWS calls too) and make sure the certificate names the host in \"host\". AWSCURRENT was not changed"
     )]
     SmtpCertificateUntrusted {
         /// host:port.
@@ -355,7 +355,7 @@ pub enum Error {
     },
     /// The TLS set-up for the SMTP endpoint failed before any connection (configuration).
     #[error(
-        "cannot set up TLS for {endpoint}: {detail}; check the secret's \"host\" and SSL_CERT_FILE. AWSCURRENT was not changed"
+        "cannot set up TLS for {endpoint}: {detail}; check the secret's \"host\", SMTP_CA_FILE and SSL_CERT_FILE. AWSCURRENT was not changed"
     )]
     TlsSetup {
         /// host:port.
