@@ -233,6 +233,8 @@ pub struct KeyUsage {
     pub owner: Option<String>,
     /// Whether the key was ever used to sign a request.
     pub ever_used: bool,
+    /// When IAM last saw it used (epoch seconds; IAM records about one use per 15 minutes).
+    pub last_used: Option<i64>,
 }
 
 fn chain<E: std::error::Error>(e: &E) -> String {
@@ -276,6 +278,74 @@ impl Clients {
             rotation_enabled: out.rotation_enabled().unwrap_or(false),
             stages: out.version_ids_to_stages().cloned().unwrap_or_default(),
         })
+    }
+
+    /// The ARNs of every secret tagged `ses-smtp-rotator:managed=true` (ListSecrets with tag
+    /// filters, all pages): what a shared deployment maintains.
+    ///
+    /// # Errors
+    /// [`Error::SecretsManagerError`].
+    pub async fn list_managed_secrets(&self) -> Result<Vec<String>, Error> {
+        use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
+        let filters = [
+            Filter::builder()
+                .key(FilterNameStringType::TagKey)
+                .values("ses-smtp-rotator:managed")
+                .build(),
+            Filter::builder()
+                .key(FilterNameStringType::TagValue)
+                .values("true")
+                .build(),
+        ];
+        let mut out = Vec::new();
+        let mut pages = self
+            .secrets
+            .list_secrets()
+            .set_filters(Some(filters.to_vec()))
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| Self::sm_err("ListSecrets", "(managed secrets)", &e))?;
+            for s in page.secret_list() {
+                // The filters match a tag key and a tag value separately: check the pair.
+                let managed = s.tags().iter().any(|t| {
+                    t.key() == Some("ses-smtp-rotator:managed") && t.value() == Some("true")
+                });
+                if let (true, Some(arn)) = (managed, s.arn()) {
+                    out.push(arn.to_owned());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// When a version of the secret was created (ListSecretVersionIds), epoch seconds.
+    ///
+    /// # Errors
+    /// [`Error::SecretsManagerError`].
+    pub async fn version_created(
+        &self,
+        secret_id: &str,
+        version: &str,
+    ) -> Result<Option<i64>, Error> {
+        let mut pages = self
+            .secrets
+            .list_secret_version_ids()
+            .secret_id(secret_id)
+            .include_deprecated(true)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| Self::sm_err("ListSecretVersionIds", secret_id, &e))?;
+            if let Some(v) = page
+                .versions()
+                .iter()
+                .find(|v| v.version_id() == Some(version))
+            {
+                return Ok(v.created_date().map(DateTime::secs));
+            }
+        }
+        Ok(None)
     }
 
     /// GetSecretValue of a stage (and version). `Ok(None)` when that version has no value yet
@@ -457,6 +527,10 @@ impl Clients {
                 ever_used: out
                     .access_key_last_used()
                     .is_some_and(|u| u.last_used_date().is_some()),
+                last_used: out
+                    .access_key_last_used()
+                    .and_then(|u| u.last_used_date())
+                    .map(aws_smithy_types::DateTime::secs),
             })),
             Err(e)
                 if e.as_service_error()

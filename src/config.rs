@@ -68,6 +68,16 @@ pub struct Config {
     pub iam_user_path: Option<String>,
     /// `ROTATION_SCOPE`: whether the function may claim an untagged user.
     pub scope: RotationScope,
+    /// `OLD_KEY_GRACE_HOURS`: how long a replaced key stays Active after promotion before
+    /// the scheduled maintenance applies `OLD_KEY_ACTION` (zero: finishSecret applies it).
+    pub old_key_grace: Duration,
+    /// `OLD_KEY_MAX_GRACE_HOURS`: how long the grace may be extended while IAM reports the
+    /// old key used after its promotion.
+    pub old_key_max_grace: Duration,
+    /// `MAINTENANCE_CANARY`: whether the scheduled maintenance logs in with AWSCURRENT.
+    pub canary: bool,
+    /// `PENDING_STUCK_HOURS`: a rotation whose AWSPENDING version is older is reported stuck.
+    pub pending_stuck_after: Duration,
 }
 
 impl Default for Config {
@@ -80,6 +90,10 @@ impl Default for Config {
             allowed_hosts: AllowedHosts::default(),
             iam_user_path: None,
             scope: RotationScope::Single,
+            old_key_grace: Duration::from_secs(24 * 3600),
+            old_key_max_grace: Duration::from_secs(72 * 3600),
+            canary: true,
+            pending_stuck_after: Duration::from_secs(2 * 3600),
         }
     }
 }
@@ -89,6 +103,20 @@ fn seconds(name: &str, value: &str, max: u64) -> Result<Duration, Error> {
         Ok(n) if (1..=max).contains(&n) => Ok(Duration::from_secs(n)),
         _ => Err(Error::InvalidConfiguration(format!(
             "{name} must be a whole number of seconds from 1 to {max}"
+        ))),
+    }
+}
+
+/// Longest grace (and stuck threshold) accepted: 30 days.
+const MAX_HOURS: f64 = 720.0;
+
+fn hours(name: &str, value: &str, min: f64) -> Result<Duration, Error> {
+    match value.trim().parse::<f64>() {
+        Ok(h) if h.is_finite() && (min..=MAX_HOURS).contains(&h) => {
+            Ok(Duration::from_secs_f64(h * 3600.0))
+        }
+        _ => Err(Error::InvalidConfiguration(format!(
+            "{name} must be a number of hours from {min} to {MAX_HOURS} (fractions allowed, e.g. 0.5)"
         ))),
     }
 }
@@ -191,6 +219,31 @@ impl Config {
             }
             c.iam_user_path = Some(v.to_owned());
         }
+        if let Some(v) = get("OLD_KEY_GRACE_HOURS") {
+            c.old_key_grace = hours("OLD_KEY_GRACE_HOURS", &v, 0.0)?;
+        }
+        if let Some(v) = get("OLD_KEY_MAX_GRACE_HOURS") {
+            c.old_key_max_grace = hours("OLD_KEY_MAX_GRACE_HOURS", &v, 0.0)?;
+        }
+        if c.old_key_max_grace < c.old_key_grace {
+            return Err(Error::InvalidConfiguration(
+                "OLD_KEY_MAX_GRACE_HOURS must be at least OLD_KEY_GRACE_HOURS (the grace is extended up to it while the old key is still in use)".into(),
+            ));
+        }
+        if let Some(v) = get("PENDING_STUCK_HOURS") {
+            c.pending_stuck_after = hours("PENDING_STUCK_HOURS", &v, 0.0)?;
+        }
+        if let Some(v) = get("MAINTENANCE_CANARY") {
+            c.canary = match v.trim().to_ascii_lowercase().as_str() {
+                "on" | "true" => true,
+                "off" | "false" => false,
+                _ => {
+                    return Err(Error::InvalidConfiguration(
+                        "MAINTENANCE_CANARY must be on or off".into(),
+                    ));
+                }
+            };
+        }
         if let Some(v) = get("ROTATION_SCOPE") {
             c.scope = match v.trim().to_ascii_lowercase().as_str() {
                 "single" => RotationScope::Single,
@@ -245,6 +298,21 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.scope, RotationScope::Shared);
+        let g = cfg(&[
+            ("OLD_KEY_GRACE_HOURS", "0.001"),
+            ("OLD_KEY_MAX_GRACE_HOURS", "0.5"),
+            ("MAINTENANCE_CANARY", "off"),
+            ("PENDING_STUCK_HOURS", "3"),
+        ])
+        .unwrap();
+        assert_eq!(g.old_key_grace, Duration::from_secs_f64(3.6));
+        assert_eq!(g.old_key_max_grace, Duration::from_secs(1800));
+        assert!(!g.canary);
+        assert_eq!(g.pending_stuck_after, Duration::from_secs(3 * 3600));
+        let d = cfg(&[]).unwrap();
+        assert_eq!(d.old_key_grace, Duration::from_secs(24 * 3600));
+        assert_eq!(d.old_key_max_grace, Duration::from_secs(72 * 3600));
+        assert!(d.canary);
         assert_eq!(cfg(&[]).unwrap().scope, RotationScope::Single);
         assert_eq!(c.old_key_action, OldKeyAction::Delete);
         assert_eq!(c.smtp_test_timeout, Duration::from_secs(5));
@@ -277,6 +345,19 @@ mod tests {
         for (pairs, name) in [
             (vec![("OLD_KEY_ACTION", "remove")], "OLD_KEY_ACTION"),
             (vec![("ROTATION_SCOPE", "fleet")], "ROTATION_SCOPE"),
+            (vec![("OLD_KEY_GRACE_HOURS", "-1")], "OLD_KEY_GRACE_HOURS"),
+            (vec![("OLD_KEY_GRACE_HOURS", "1d")], "OLD_KEY_GRACE_HOURS"),
+            (vec![("OLD_KEY_GRACE_HOURS", "NaN")], "OLD_KEY_GRACE_HOURS"),
+            (
+                vec![("OLD_KEY_GRACE_HOURS", "100")],
+                "OLD_KEY_MAX_GRACE_HOURS",
+            ),
+            (
+                vec![("OLD_KEY_MAX_GRACE_HOURS", "10000")],
+                "OLD_KEY_MAX_GRACE_HOURS",
+            ),
+            (vec![("MAINTENANCE_CANARY", "maybe")], "MAINTENANCE_CANARY"),
+            (vec![("PENDING_STUCK_HOURS", "x")], "PENDING_STUCK_HOURS"),
             (
                 vec![("SMTP_TEST_TIMEOUT_SECONDS", "0")],
                 "SMTP_TEST_TIMEOUT_SECONDS",

@@ -14,9 +14,9 @@ use crate::secret::SecretError;
 #[allow(clippy::enum_variant_names)]
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The invocation payload is not a rotation event.
+    /// The invocation payload is neither a rotation event nor a maintenance event.
     #[error(
-        "malformed rotation event: {0}. Expected {{\"Step\", \"SecretId\", \"ClientRequestToken\"}} as sent by Secrets Manager"
+        "malformed event: {0}. Expected a rotation event {{\"Step\", \"SecretId\", \"ClientRequestToken\"}} as sent by Secrets Manager, or the scheduled maintenance event {{\"Action\": \"maintenance\", \"SecretIds\"?: [...]}}"
     )]
     InvalidEvent(String),
     /// The event names a step this function does not know.

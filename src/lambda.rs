@@ -86,8 +86,23 @@ pub async fn handle(
     config: &Config,
     payload: &Value,
     deadline: Option<Instant>,
-) -> Result<StepOutcome, Error> {
+) -> Result<Value, Error> {
     let started = Instant::now();
+    match crate::maintenance::MaintenanceEvent::parse(payload) {
+        Ok(Some(m)) => return maintenance(clients, config, &m, deadline, started).await,
+        Ok(None) => {}
+        Err(e) => {
+            error!(error_type = e.error_type(), "{e}");
+            emit_metrics(&InvocationMetrics {
+                step: "invalid".into(),
+                duration_ms: elapsed_ms(started),
+                success: false,
+                auth_attempts: None,
+                propagation_seconds: None,
+            });
+            return Err(e);
+        }
+    }
     let event = match RotationEvent::parse(payload) {
         Ok(e) => e,
         Err(e) => {
@@ -129,10 +144,10 @@ pub async fn handle(
         match result {
             Ok(result) => {
                 info!(result = %result, "step succeeded");
-                Ok(StepOutcome {
+                Ok(serde_json::json!(StepOutcome {
                     step: event.step,
                     result,
-                })
+                }))
             }
             Err(e) => {
                 error!(error_type = e.error_type(), "step failed: {e}");
@@ -144,6 +159,49 @@ pub async fn handle(
     .await
 }
 
+/// The scheduled maintenance (see [`crate::maintenance`]): one metric line per secret, one
+/// for the invocation (`Step` = `maintenance`).
+async fn maintenance(
+    clients: &Clients,
+    config: &Config,
+    event: &crate::maintenance::MaintenanceEvent,
+    deadline: Option<Instant>,
+    started: Instant,
+) -> Result<Value, Error> {
+    let span = info_span!("maintenance");
+    async {
+        info!("maintenance started");
+        let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").ok();
+        let result = crate::maintenance::run(clients, config, event, deadline, |r| {
+            emit_line(&r.to_emf(now_ms(), function.as_deref()));
+        })
+        .await;
+        let ok = result
+            .as_ref()
+            .is_ok_and(|v| v["failed"].as_u64() == Some(0));
+        emit_metrics(&InvocationMetrics {
+            step: "maintenance".into(),
+            duration_ms: elapsed_ms(started),
+            success: ok,
+            auth_attempts: None,
+            propagation_seconds: None,
+        });
+        match &result {
+            Ok(v) => info!(secrets = %v["secrets"], failed = %v["failed"], "maintenance done"),
+            Err(e) => error!(error_type = e.error_type(), "maintenance failed: {e}"),
+        }
+        result
+    }
+    .instrument(span)
+    .await
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 fn elapsed_ms(since: Instant) -> u64 {
     u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
@@ -152,12 +210,13 @@ fn elapsed_ms(since: Instant) -> u64 {
 /// data, not a log line, and must not depend on RUST_LOG), where Lambda hands it to
 /// CloudWatch Logs.
 fn emit_metrics(m: &InvocationMetrics) {
-    use std::io::Write;
-    let now_ms = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").ok();
-    let line = m.to_emf(now_ms, function.as_deref());
+    emit_line(&m.to_emf(now_ms(), function.as_deref()));
+}
+
+/// Writes one EMF line to stdout.
+fn emit_line(line: &str) {
+    use std::io::Write;
     let mut out = std::io::stdout().lock();
     // A closed stdout must not fail the rotation: the metric is lost, the step is not.
     let _ = writeln!(out, "{line}").and_then(|()| out.flush());

@@ -31,6 +31,7 @@ pub(crate) mod error;
 pub(crate) mod event;
 pub(crate) mod identify;
 pub mod lambda;
+pub(crate) mod maintenance;
 pub(crate) mod metrics;
 pub(crate) mod ownership;
 pub mod password;

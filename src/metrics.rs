@@ -81,7 +81,7 @@ impl InvocationMetrics {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Checks the EMF specification's rules on a line: `_aws` with an integer Timestamp and

@@ -545,6 +545,7 @@ mod tests {
         KeyLookup::Found(KeyUsage {
             owner: Some("smtp".into()),
             ever_used: ever,
+            last_used: ever.then_some(NOW - 100),
         })
     }
 
@@ -861,6 +862,7 @@ mod tests {
                     KeyLookup::Found(KeyUsage {
                         owner: Some("someone-else".into()),
                         ever_used: true,
+                        last_used: Some(NOW - 100),
                     }),
                 )],
                 want: Err("KeyBelongsToOtherUser"),

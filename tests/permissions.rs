@@ -155,9 +155,27 @@ fn shared_scope_reaches_only_tagged_secrets_and_users_under_its_path() {
 
 #[test]
 fn a_secret_under_a_customer_managed_key_rotates_through_secrets_manager_only() {
-    let (env, _arn) = shared_after_two_rotations(Some(KMS_KEY));
+    let (env, arn) = shared_after_two_rotations(Some(KMS_KEY));
     let used = env.allowed_actions();
     for action in ["kms:Decrypt", "kms:GenerateDataKey"] {
+        assert!(used.iter().any(|a| a == action), "{action} never used");
+    }
+
+    // The scheduled maintenance under the same role: it finds the managed secrets
+    // (ListSecrets), asks how long a rotation has been pending (ListSecretVersionIds) and
+    // reads AWSCURRENT through the key for its login.
+    let token = env.pending(&arn);
+    let r = env.maintain(None);
+    assert_eq!(r["ok"], true, "{r:#}");
+    let report = &r["response"]["reports"][0];
+    assert_eq!(report["secret"], arn.as_str(), "{r:#}");
+    assert_eq!(report["pending_version"], token.as_str(), "{r:#}");
+    assert_eq!(report["current_login_ok"], true, "{r:#}");
+    let used = env.allowed_actions();
+    for action in [
+        "secretsmanager:ListSecrets",
+        "secretsmanager:ListSecretVersionIds",
+    ] {
         assert!(used.iter().any(|a| a == action), "{action} never used");
     }
 

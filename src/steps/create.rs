@@ -106,6 +106,16 @@ pub async fn create_secret(ctx: &StepContext<'_>) -> Result<String, Error> {
         info!(key_id = %key, "recorded the key AWSCURRENT names as this secret's current key");
     }
     for key in &plan.stale {
+        if let Some(record::Entry::Recorded {
+            state: KeyState::Previous,
+            at,
+            ..
+        }) = records.get(key)
+            && ctx.config.old_key_grace.as_secs_f64() > (now - at) as f64
+        {
+            warn!(iam_user = %user, key_id = %key,
+                  "ending the grace of the previous key early: a user holds at most two keys, and this rotation needs room for a new one");
+        }
         info!(iam_user = %user, key_id = %key,
               "deleting a key the record proves stale (an earlier rotation's, or one an ended attempt made)");
         ctx.clients.delete_key(user, key).await?;

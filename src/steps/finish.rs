@@ -218,6 +218,23 @@ async fn retire(
         ));
     }
     let action = ctx.config.old_key_action;
+    let grace = ctx.config.old_key_grace;
+    if !grace.is_zero() && action != OldKeyAction::Keep {
+        // Senders cache credentials (minutes to hours, an environment variable until the
+        // next deploy): the old key stays Active; the scheduled maintenance retires it once
+        // the grace has passed and IAM no longer sees it used.
+        info!(keys = %superseded.join(", "), grace_hours = grace.as_secs_f64() / 3600.0,
+              "previous key kept Active for its grace; the scheduled maintenance retires it");
+        return Ok(format!(
+            "new key {new_key} is AWSCURRENT; previous key {}: kept Active for its grace (OLD_KEY_GRACE_HOURS={}), then {} by the scheduled maintenance",
+            superseded.join(", "),
+            grace.as_secs_f64() / 3600.0,
+            match action {
+                OldKeyAction::Delete => "deleted",
+                _ => "deactivated",
+            }
+        ));
+    }
     for key in superseded {
         match action {
             OldKeyAction::Deactivate => {

@@ -227,8 +227,21 @@ pub async fn user_record(
     arn: &str,
     user: &str,
 ) -> Result<UserRecord, Error> {
+    read_user_record(ctx.clients, ctx.config, arn, user).await
+}
+
+/// [`user_record`] outside a rotation step (the scheduled maintenance).
+///
+/// # Errors
+/// As [`user_record`].
+pub async fn read_user_record(
+    clients: &Clients,
+    config: &Config,
+    arn: &str,
+    user: &str,
+) -> Result<UserRecord, Error> {
     use crate::ownership::{OWNER_TAG, owner_tag_value};
-    let tags = ctx.clients.user_tags(user).await?;
+    let tags = clients.user_tags(user).await?;
     let claim = match tags.get(OWNER_TAG) {
         Some(v) if *v == owner_tag_value(arn) => false,
         Some(other) => {
@@ -238,7 +251,7 @@ pub async fn user_record(
                 owner: other.clone(),
             });
         }
-        None if ctx.config.scope == crate::config::RotationScope::Shared => {
+        None if config.scope == crate::config::RotationScope::Shared => {
             return Err(Error::UserNotAssigned {
                 iam_user: user.to_owned(),
                 secret_id: arn.to_owned(),

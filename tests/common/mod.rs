@@ -144,6 +144,9 @@ impl Env {
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
             .env("SMTP_TEST_TIMEOUT_SECONDS", "20")
+            // Most tests check what finishSecret itself does with the old key (the template's
+            // default keeps it for 24 hours); the graceful-retirement tests set their own.
+            .env("OLD_KEY_GRACE_HOURS", "0")
             .env("SMTP_CONNECT_TIMEOUT_SECONDS", "5");
         for (k, v) in self.info["lambda_env"].as_object().expect("lambda_env") {
             cmd.env(k, v.as_str().expect("env value"));
@@ -283,6 +286,16 @@ impl Env {
             "/faults",
             json!({"service": service, "action": action, "mode": mode, "count": 1, "skip": skip}),
         );
+    }
+
+    /// Invokes the scheduled maintenance (`{"Action": "maintenance"}`, with `SecretIds` when
+    /// given) and returns the stand-in's invocation result.
+    pub fn maintain(&self, secret_ids: Option<&[&str]>) -> Value {
+        let mut event = json!({"Action": "maintenance"});
+        if let Some(ids) = secret_ids {
+            event["SecretIds"] = json!(ids);
+        }
+        self.invoke_raw(event)
     }
 
     /// Queues the same event `n` times at once (one per polling binary) and returns each result.

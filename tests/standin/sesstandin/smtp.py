@@ -5,7 +5,9 @@ certificate from the CA made at start, on one asyncio loop in its own thread. AU
 PLAIN/LOGIN is accepted only with an IAM access key id that exists in moto, is Active, is
 older than ``propagation_delay_seconds``, and the SES SigV4 SMTP password for the
 emulator's OWN region. Knobs (per region): ``propagation_delay_seconds``, ``force_454``,
-``refuse_connections``, ``deny_send_from``, ``deny_at``.
+``refuse_connections``, ``deny_send_from``, ``deny_at``, ``record_last_use`` (default true:
+an accepted login is recorded as the key's IAM last use, service ``ses``, the emulator's
+region, as GetAccessKeyLastUsed then reports it).
 
 Every AUTH attempt is recorded (time, region, key id, mechanism, port, TLS mode, code,
 reason, the key's age) and every delivered message (envelope, subject, size, key id); the
@@ -35,7 +37,16 @@ DEFAULT_SMTP_CONFIG: dict[str, Any] = {
     "refuse_connections": False,  # False | True/"close" | "refuse" | "hang"
     "deny_send_from": [],
     "deny_at": "data",  # "data" (like SES, after the message) | "mail"
+    "record_last_use": True,
 }
+
+
+def set_last_used(key: Any, region: str) -> None:
+    """What IAM's GetAccessKeyLastUsed reports for ``key`` from now on."""
+    from moto.core.utils import utcnow
+    from moto.iam.models import AccessKeyLastUsed
+
+    key.last_used = AccessKeyLastUsed(timestamp=utcnow(), service="ses", region=region)
 
 
 class SesSmtp:
@@ -147,6 +158,10 @@ class SesSmtp:
         log.info("SMTP AUTH %s region=%s user=%s port=%s -> %s (%s)", mechanism, self.region, username,
                  server.standin_port, code, reason)
         if code == 235:
+            if key is not None and self.config.get("record_last_use", True):
+                # IAM's GetAccessKeyLastUsed, as a sender's login would show there (AWS does not
+                # document whether SES SMTP logins are recorded: the knob turns it off).
+                set_last_used(key, self.region)
             session.standin_key_id = username
             session.standin_user_name = user_name
             return AuthResult(success=True, auth_data=username, message="235 Authentication successful.")
