@@ -35,6 +35,9 @@ from pathlib import Path
 import boto3
 
 USER, SECRET_NAME, APP = "ses-smtp-demo", "demo/ses-smtp", "billing-mailer"
+# The old key's grace and its longest extension while still in use, in seconds (hours in
+# production: OLD_KEY_GRACE_HOURS=24, OLD_KEY_MAX_GRACE_HOURS=72).
+GRACE_S, MAX_GRACE_S = 3.0, 6.0
 sys.path.insert(0, str(Path(__file__).resolve().parent / "standin"))
 from launch import start_standin, stop_standin  # noqa: E402
 TTY = sys.stdout.isatty()
@@ -86,7 +89,9 @@ class Demo:
     # --- plumbing ---------------------------------------------------------------------------
     def start(self) -> None:
         self.standin, self.ready = start_standin(self.tmp / "standin.log", timeout=30)
+        # The grace is hours in production (24 by default); a few seconds here.
         env = {**self.ready["lambda_env"], "OLD_KEY_ACTION": "deactivate",
+               "OLD_KEY_GRACE_HOURS": str(GRACE_S / 3600), "OLD_KEY_MAX_GRACE_HOURS": str(MAX_GRACE_S / 3600),
                "SMTP_TEST_TIMEOUT_SECONDS": "20", "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
         with open(self.lambda_log, "wb") as out:
             self.lambda_proc = subprocess.Popen([self.bin], env=env, stdin=subprocess.DEVNULL,
@@ -163,6 +168,17 @@ class Demo:
         print(f"  (whole rotation {time.monotonic() - t0:.2f} s, token {res.get('token')})")
         return bool(res.get("ok"))
 
+    def maintain(self) -> dict:
+        event = {"Action": "maintenance", "SecretIds": [self.arn]}
+        print(f"\nPOST /invoke {json.dumps(event)}")
+        res = self.admin("POST", "/invoke", {"event": event, "deadline_seconds": 30})
+        rep = ((res.get("response") or {}).get("reports") or [{}])[0]
+        rows = [[k["key_id"], k["outcome"], fmt_time(k.get("last_used")) if k.get("last_used") else "-"]
+                for k in rep.get("old_keys", [])]
+        table(["replaced key", "outcome", "IAM last use"], rows or [["-", "-", "-"]])
+        print(f"  CurrentLoginOk: {rep.get('current_login_ok')}")
+        return rep
+
     def login(self, doc: dict, label: str) -> tuple[int, str]:
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "SSL_CERT_FILE": self.ready["ca_file"],
                "SMTP_ALLOWED_HOSTS": "localhost"}
@@ -228,17 +244,36 @@ class Demo:
         status = {k["access_key_id"]: k["status"] for k in keys}
         check(doc2.get("username") not in (None, doc1.get("username")), "a new key is AWSCURRENT")
         check(status.get(doc2.get("username")) == "Active", "the new key is Active")
-        check(status.get(doc1.get("username")) == "Inactive", "the old key is Inactive (OLD_KEY_ACTION=deactivate)")
+        check(status.get(doc1.get("username")) == "Active",
+              f"the old key stays Active for its grace (OLD_KEY_GRACE_HOURS, {GRACE_S:.1f} s here)")
         check(len(keys) == 2, "two keys in all")
         check(doc2.get("app") == APP, "the unknown field 'app' was kept")
+        promoted = time.monotonic()
 
-        heading("4. Proof: the new credentials log in, the old ones no longer do")
+        heading("4. Proof: the new credentials log in, and a sender with the old ones is not cut off")
         code, out = self.login(doc2, "AWSCURRENT")
         check(code == 0 and "235" in out, "new credentials: 235 accepted")
         prev = self.secret_doc("AWSPREVIOUS")
         check(prev.get("username") == doc1.get("username"), "AWSPREVIOUS holds the old credentials")
+        time.sleep(1.1)
         code, out = self.login(prev, "AWSPREVIOUS")
-        check(code != 0 and "535" in out, "old credentials: refused with 535")
+        check(code == 0 and "235" in out, "old credentials, still cached by a sender: 235 accepted (in grace)")
+
+        heading("4b. The scheduled maintenance retires the old key once senders have moved")
+        time.sleep(max(0.0, promoted + GRACE_S + 0.5 - time.monotonic()))
+        rep = self.maintain()
+        check([k["outcome"] for k in rep.get("old_keys", [])] == ["in-use"],
+              "after the grace, IAM still sees the old key used: OldKeyStillInUse, kept up to the max grace")
+        check(rep.get("current_login_ok") is True, "the canary: AWSCURRENT logs in (CurrentLoginOk=1)")
+        time.sleep(max(0.0, promoted + MAX_GRACE_S + 0.5 - time.monotonic()))
+        rep = self.maintain()
+        check([k["outcome"] for k in rep.get("old_keys", [])] == ["retired-in-use"],
+              "past OLD_KEY_MAX_GRACE_HOURS it is retired anyway")
+        keys = self.show_keys(f"Access keys of {USER} after the maintenance:")
+        status = {k["access_key_id"]: k["status"] for k in keys}
+        check(status.get(doc1.get("username")) == "Inactive", "the old key is Inactive (OLD_KEY_ACTION=deactivate)")
+        code, out = self.login(prev, "AWSPREVIOUS")
+        check(code != 0 and "535" in out, "old credentials: now refused with 535")
 
         heading("5. What the Lambda logged: the regular rotation's lines naming a step")
         print("  (the lambda_runtime span prefix 'Lambda runtime invoke{requestId=… xrayTraceId=…}:' is cut here)\n")
