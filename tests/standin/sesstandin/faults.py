@@ -144,6 +144,10 @@ class FaultMiddleware:
         # The role policy of the function (policy.Authorizer), set by the Standin: every
         # request the function signs is authorized before faults and moto see it.
         self.authorizer: Any = None
+        # The schedule explorer's scheduler (schedule.Scheduler), when one drives this
+        # stand-in: it holds the authorized requests of the invocations it watches until its
+        # driver releases them, with a verdict (deliver, fail before, lost response, crash).
+        self.scheduler: Any = None
 
     # -- configuration -------------------------------------------------------------------
     def add(self, fault: dict[str, Any]) -> dict[str, Any]:
@@ -330,7 +334,18 @@ class FaultMiddleware:
                            authorization="denied")
                 start_response(status, headers)
                 return [body]
-        fault = self._take(service, action) if action else None
+        held = self.scheduler.gate(environ, service, action) if self.scheduler is not None and action else None
+        verdict = held.verdict if held is not None else None
+        if held is not None:
+            self._note(entry, held=held.seq, slot=held.slot, verdict=verdict)
+        if verdict in ("fail_before", "crash_before"):
+            fault: dict[str, Any] | None = {"mode": "fail_before"}
+        elif verdict == "lost":
+            fault = {"mode": "fail_after"}
+        elif verdict == "crash_after":
+            fault = None
+        else:
+            fault = self._take(service, action) if action else None
         delay = 0.0
         if fault is not None:
             log.info("fault %s on %s:%s", fault["mode"], service, action)
@@ -347,6 +362,9 @@ class FaultMiddleware:
         else:
             status, headers, body = self._perform(environ)
             performed_ok = status.startswith("2")
+            if held is not None:
+                # The scheduler learns that moto acted (crash_after: waits for the kill).
+                held.performed(int(status.split()[0]))
             if fault is not None:  # fail_after: the action happened, its answer is lost
                 self._note(entry, performed_status=int(status.split()[0]))
                 if is_create_key and performed_ok:
@@ -371,5 +389,7 @@ class FaultMiddleware:
         if code >= 400:
             fields["error_code"] = error_code_of(body)
         self._note(entry, **fields)
+        if held is not None:
+            held.finish(code, fields.get("error_code"))
         start_response(status, headers)
         return [body]
