@@ -61,6 +61,8 @@ import json
 import logging
 import os
 import random
+import re
+import shutil
 import signal
 import smtplib
 import ssl
@@ -85,6 +87,7 @@ USER = "ses-smtp"
 USER_PATH = "/ses-smtp/"
 SECRET_NAME = "smtp/explore"
 RECORD_TAG = "ses-smtp-rotator:key:"
+RECORD_VALUE = re.compile(r"[^:]{8}:[^:]{8}:[mcpr]:\d+|adopt")
 STEPS = ("createSecret", "setSecret", "testSecret", "finishSecret")
 
 INVARIANTS = ("current_login", "needed_key", "key_limit", "keys_named", "keys_recorded",
@@ -418,7 +421,7 @@ class Run:
         self.releases = 0
         self.broken_keys: set[str] = set()     # keys the operator edit broke on purpose
         self.operator_deleted: set[str] = set()
-        self.crash_deadlines: list[float] = []
+        self.deadlines: list[float] = []        # of every scheduled invocation
         self.limit_exceeded = 0
         self.edit_done = False
         self.crash_done = False
@@ -553,7 +556,6 @@ class Run:
         for h in self.w.sched.held(c.slot.name):
             h.decide("crash_before")
         c.crashed = True
-        self.crash_deadlines.append(c.inv.deadline_ms / 1000)
         c.inv.finish({"ok": False, "error_type": "Sandbox.Timedout",
                       "error_message": f"Task timed out after {SCHEDULED_DEADLINE:.2f} seconds"})
         self.choice(f"timeout c{c.index} {c.step}", "the deadline passed; the process was killed")
@@ -566,6 +568,7 @@ class Run:
         c.position += 1
         c.deletions = []
         c.inv = c.slot.invoke(self.event(c.step, self.plan.tokens[c.token_name]), SCHEDULED_DEADLINE)
+        self.deadlines.append(c.inv.deadline_ms / 1000)
         self.choice(f"start c{c.index} {c.step} {c.token_name}")
 
     def end_invocation(self, c: Chain) -> None:
@@ -627,7 +630,6 @@ class Run:
         self.choice(f"release c{c.index} {what} -> {verdict}", answer)
         if verdict.startswith("crash"):
             c.crashed = True
-            self.crash_deadlines.append(c.inv.deadline_ms / 1000)
             c.inv.finish({"ok": False, "error_type": "Sandbox.Crashed",
                           "error_message": f"SIGKILLed {'before' if verdict == 'crash_before' else 'after'} moto acted on {h.action}"})
         self.after_release(c, h, cur_vid, cur_key, pending_keys)
@@ -676,7 +678,6 @@ class Run:
             else:
                 doc["port"], doc["tls"] = w.ready["smtp_tls_port"], "implicit"
             w.sm.put_secret_value(SecretId=self.arn, SecretString=json.dumps(doc), VersionStages=["AWSCURRENT"])
-            _, now = w.staged(self.arn, "AWSCURRENT")
             detail = "a new AWSCURRENT version"
         elif kind == "delete_pending_key":
             target = None
@@ -728,9 +729,13 @@ class Run:
         for k, status in sorted(keys.items(), key=lambda kv: self.labels.key(kv[0])):
             if k not in named:
                 self.violate("keys_named", where, f"key {self.labels.key(k)} ({status}) is named by no version")
-            if k != cur_key and RECORD_TAG + k not in tags:
+            record = tags.get(RECORD_TAG + k)
+            if k != cur_key and record is None:
                 self.violate("keys_recorded", where, f"key {self.labels.key(k)} ({status}) is not AWSCURRENT's "
                              "and has no key-record tag")
+            elif record is not None and not RECORD_VALUE.fullmatch(record):
+                self.violate("keys_recorded", where, f"key {self.labels.key(k)}'s record {record!r} is not "
+                             "<secret8>:<token8>:<m|c|p|r>:<epoch> nor 'adopt'")
 
     # -- recovery ------------------------------------------------------------------------------
     def recover(self) -> None:
@@ -776,9 +781,11 @@ class Run:
         return False
 
     def wait_leases(self) -> None:
-        """A killed invocation's lease lasts until its deadline: Secrets Manager's retry comes
-        later than that (a tenth of a second otherwise)."""
-        until = max(self.crash_deadlines, default=0.0) + 1.2
+        """An attempt's lease lasts until it recorded its end or its deadline passed (a killed
+        one, or one that could not record its end, runs out): Secrets Manager's retry comes
+        after every scheduled invocation's deadline (the function's clock has 1 s steps and it
+        allows 2 s of clock skew, so the lease can last 3 s past the deadline)."""
+        until = max(self.deadlines, default=0.0) + 3.5
         time.sleep(max(0.1, until - time.time()))
 
 
@@ -909,8 +916,8 @@ def main(argv: list[str] | None = None) -> int:
         if jf:
             jf.close()
     elapsed = time.time() - t0
-    print(f"\nexplore: {len(seeds)} seeds in {elapsed:.0f} s ({elapsed / max(1, len(seeds)):.2f} s per seed); "
-          f"Lambda output in {log_dir}")
+    print(f"\nexplore: {len(seeds)} seeds in {elapsed:.0f} s ({elapsed / max(1, len(seeds)):.2f} s per seed, "
+          f"{jobs} job(s)); Lambda output in {log_dir}")
     print("violations per invariant (seeds):")
     for k in INVARIANTS:
         if k in invariants:
@@ -920,10 +927,19 @@ def main(argv: list[str] | None = None) -> int:
     print("outcomes seen: " + ", ".join(f"{k} x{v}" for k, v in sorted(notes.items())))
     if failed and not args.seed:
         print(f"\nfailing seeds: {' '.join(str(r.seed) for r in failed)}")
-        for r in failed[:args.show]:
+        # One example per invariant violated (the first seed that violates it), then more.
+        shown: list[Result] = []
+        for k in INVARIANTS:
+            r = next((r for r in failed if any(v[0] == k for v in r.violations)), None)
+            if r is not None and r not in shown and len(shown) < args.show:
+                shown.append(r)
+        shown += [r for r in failed if r not in shown][:max(0, args.show - len(shown))]
+        for r in shown:
             print()
             print_result(r)
         print(f"\nreplay one: make explore SEED=<n>   (or {Path(__file__).relative_to(ROOT)} --seed <n>)")
+    if not failed and not args.log_dir:
+        shutil.rmtree(log_dir, ignore_errors=True)
     return 1 if failed else 0
 
 

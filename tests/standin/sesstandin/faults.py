@@ -1,6 +1,6 @@
 """The WSGI middleware in front of moto: it names each AWS request (service and action),
-injects the faults and latency the tests configure, and keeps the request log with each
-request's answer.
+injects the faults and latency the tests configure, holds requests for the schedule
+explorer's scheduler (:mod:`.schedule`), and keeps the request log with each request's answer.
 
 Faults (``POST /faults``) are consumed one matching request at a time; latency rules
 (``POST /latency``) apply to every matching request until removed, and combine with faults.
@@ -131,6 +131,13 @@ class FaultMiddleware:
 
     Every request is logged (see :meth:`list_requests`); CreateAccessKey answers add the key
     id to :attr:`created_keys`.
+
+    With a :attr:`scheduler` (:mod:`.schedule`, set by the schedule explorer), an authorized
+    request of a watched invocation waits for the scheduler's verdict first: ``deliver`` (then
+    the faults above apply as usual), ``fail_before``/``crash_before`` (a 500, moto never acts),
+    ``lost`` (moto acts, a 500 goes back) or ``crash_after`` (moto acts, then the answer waits
+    until the driver killed the client). The log entry then carries ``held``, ``slot`` and
+    ``verdict``.
     """
 
     def __init__(self, app):  # type: ignore[no-untyped-def]
