@@ -867,8 +867,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bin", default=os.environ.get("SES_SMTP_ROTATOR_BIN") or str(ROOT / "target/lambda-host/bootstrap"))
     ap.add_argument("--show", type=int, default=5, help="print the schedules of this many failing seeds (default 5)")
     ap.add_argument("--verbose", action="store_true", help="print every seed's schedule")
-    ap.add_argument("--jobs", "-j", type=int, default=int(os.environ.get("EXPLORE_JOBS", "4")),
-                    help="seeds run in parallel, each worker with its own stand-in (default 4; "
+    ap.add_argument("--jobs", "-j", type=int, default=int(os.environ.get("EXPLORE_JOBS", "6")),
+                    help="seeds run in parallel, each worker with its own stand-in (default 6, EXPLORE_JOBS; "
                          "the explorer mostly waits, so more jobs than cores pays)")
     ap.add_argument("--json", help="write every seed's result to this file (JSON lines)")
     ap.add_argument("--log-dir", default=None, help="the Lambda processes' output (default: a temp dir)")
