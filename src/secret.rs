@@ -856,10 +856,21 @@ impl SecretDocument {
                     | "regions"
             )
         };
-        let mine: std::collections::BTreeMap<_, _> =
-            self.raw.iter().filter(|(k, _)| !own(k)).collect();
-        let theirs: std::collections::BTreeMap<_, _> =
-            other.raw.iter().filter(|(k, _)| !own(k)).collect();
+        // Operator fields are kept as their exact text: compare that text.
+        let mine: std::collections::BTreeMap<_, _> = self
+            .fields
+            .0
+            .iter()
+            .filter(|(k, _)| !own(k))
+            .map(|(k, v)| (k.as_str(), v.get()))
+            .collect();
+        let theirs: std::collections::BTreeMap<_, _> = other
+            .fields
+            .0
+            .iter()
+            .filter(|(k, _)| !own(k))
+            .map(|(k, v)| (k.as_str(), v.get()))
+            .collect();
         if mine != theirs {
             out.push("other fields");
         }

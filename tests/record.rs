@@ -533,3 +533,46 @@ fn stage_moves_and_edits_by_an_operator_are_followed_by_a_rotation_that_complete
     );
     assert_invariants(&env, &arn, "ses-smtp");
 }
+
+#[test]
+fn a_key_deleted_while_it_is_promoted_never_stays_awscurrent() {
+    let (env, arn) = setup(&[]);
+    assert_ok(&env.rotate(&arn, None));
+    let before = env.doc(&arn, "AWSCURRENT").unwrap();
+    let token = env.pending(&arn);
+    for step in ["createSecret", "setSecret", "testSecret"] {
+        assert_eq!(env.invoke(step, &arn, &token)["ok"], true, "{step}");
+    }
+    let pending_key = env.doc(&arn, "AWSPENDING").unwrap()["username"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // finishSecret has checked the key; while its stage move is on the way, someone deletes
+    // the key.
+    env.post(
+        "/latency",
+        json!({"service": "secretsmanager", "action": "UpdateSecretVersionStage", "seconds": 2}),
+    );
+    let r = std::thread::scope(|s| {
+        let finish = s.spawn(|| env.invoke("finishSecret", &arn, &token));
+        std::thread::sleep(std::time::Duration::from_millis(1000));
+        env.block_on(
+            env.iam
+                .delete_access_key()
+                .user_name("ses-smtp")
+                .access_key_id(&pending_key)
+                .send(),
+        )
+        .expect("delete");
+        finish.join().expect("finish")
+    });
+    env.delete("/latency");
+    assert_eq!(r["ok"], false, "{r:#}");
+    assert_eq!(r["error_type"], "PendingKeyGone", "{r:#}");
+    // AWSCURRENT is back on the working credentials; the next rotation completes.
+    assert_eq!(env.doc(&arn, "AWSCURRENT").as_ref(), Some(&before));
+    let (ok, out) = env.login(&before);
+    assert!(ok, "{out}");
+    assert_ok(&env.rotate(&arn, None));
+    assert_invariants(&env, &arn, "ses-smtp");
+}

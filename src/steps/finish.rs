@@ -109,6 +109,29 @@ pub async fn finish_secret(ctx: &StepContext<'_>) -> Result<String, Error> {
             ctx.clients
                 .move_current(&arn, token, from.as_deref())
                 .await?;
+            // The key was listed a moment ago; if it is gone now (deleted by hand during the
+            // move), AWSCURRENT must not stay on credentials that cannot log in: move it back.
+            if !ctx
+                .clients
+                .list_keys(user)
+                .await?
+                .iter()
+                .any(|k| k.id == new_key)
+            {
+                warn!(key_id = %new_key,
+                      "the new key disappeared while it was promoted; moving AWSCURRENT back and removing AWSPENDING");
+                if let Some(from) = &from {
+                    ctx.clients.move_current(&arn, from, Some(token)).await?;
+                }
+                ctx.clients.remove_pending(&arn, token).await?;
+                ctx.clients.untag_user_all(user, &[tag_key(&new_key)]).await?;
+                return Err(Error::PendingKeyGone {
+                    secret_id: arn.clone(),
+                    token: token.clone(),
+                    key_id: new_key,
+                    iam_user: user.to_owned(),
+                });
+            }
             info!(
                 previous_version = from.as_deref().unwrap_or("none"),
                 new_key_id = %new_key,
