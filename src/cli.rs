@@ -84,7 +84,19 @@ enum Command {
         /// Seconds to wait for each network step (the whole run stays under 30 s).
         #[arg(long, value_name = "SECONDS", default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=20))]
         timeout: u64,
+        /// With --secret-id: a rotation pending longer than this many hours is reported stuck
+        /// (rotation-state); fractions are fine (0.5 = 30 minutes).
+        #[arg(long, value_name = "HOURS", default_value_t = crate::doctor::DEFAULT_STUCK_AFTER_HOURS, value_parser = positive_hours)]
+        stuck_after_hours: f64,
     },
+}
+
+/// A positive, finite number of hours (at most ten years).
+fn positive_hours(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(h) if h.is_finite() && h > 0.0 && h <= 87_600.0 => Ok(h),
+        _ => Err("a number of hours greater than 0 (fractions are fine: 0.5)".into()),
+    }
 }
 
 /// Exit status of a usage error (as clap's own).
@@ -105,6 +117,7 @@ pub fn main() -> ExitCode {
         secret_access_key_file,
         json,
         timeout,
+        stuck_after_hours,
     } = cli.command
     {
         return doctor(
@@ -113,7 +126,7 @@ pub fn main() -> ExitCode {
             document.as_deref(),
             secret_access_key_file.as_deref(),
             json,
-            timeout,
+            (timeout, stuck_after_hours),
         );
     }
     match run(cli.command) {
@@ -304,7 +317,7 @@ fn doctor(
     document: Option<&str>,
     key_file: Option<&Path>,
     json: bool,
-    timeout: u64,
+    (timeout, stuck_after_hours): (u64, f64),
 ) -> ExitCode {
     let usage = |msg: String| {
         eprintln!("error: {msg}");
@@ -335,6 +348,7 @@ fn doctor(
     };
     let mut options = Options::from_env(source);
     options.step_timeout = Duration::from_secs(timeout);
+    options.stuck_after = Duration::from_secs_f64(stuck_after_hours * 3600.0);
     if let Some(path) = key_file {
         match std::fs::read_to_string(path) {
             // Never echo the file: it holds a secret (and a wrong file may hold another).
@@ -437,6 +451,7 @@ mod tests {
         ("doctor", "document"),
         ("doctor", "secret-access-key-file"),
         ("doctor", "timeout"),
+        ("doctor", "stuck-after-hours"),
     ];
 
     /// The arguments of `cmd` and every subcommand below it, as (subcommand, argument).

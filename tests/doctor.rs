@@ -19,13 +19,14 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
 use ses_smtp_rotator::password::{Region, SecretAccessKey, derive_smtp_password};
 
-const IDS: [&str; 10] = [
+const IDS: [&str; 11] = [
     "document",
     "username",
     "password-format",
     "password-derivation",
     "endpoint",
     "iam-key",
+    "rotation-state",
     "iam-permission",
     "connect",
     "auth",
@@ -59,8 +60,12 @@ struct Doctor {
 
 impl Doctor {
     fn start() -> Self {
+        Self::on(Env::start())
+    }
+
+    fn on(env: Env) -> Self {
         Self {
-            env: Env::start(),
+            env,
             secrets: Vec::new(),
             printed: Vec::new(),
             runs: 0,
@@ -324,6 +329,8 @@ fn working_credentials_pass_and_exit_0_in_text_and_json() {
         match id {
             // moto has no SimulatePrincipalPolicy: the check says so and does not count.
             "iam-permission" => assert_eq!(status, "skip", "{v:#}"),
+            // A document alone has no rotation to look at.
+            "rotation-state" => assert_eq!(status, "skip", "{v:#}"),
             "url-encoding" if pw.contains(['+', '/', '=']) => assert_eq!(status, "warn"),
             _ => assert_eq!(status, "pass", "{id}: {v:#}"),
         }
@@ -367,6 +374,7 @@ fn working_credentials_pass_and_exit_0_in_text_and_json() {
     let r = d.run(&["doctor", "--json", "--secret-id", &arn], "", &[], &[]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     expect(&r.json(), "auth", "pass", "235");
+    expect(&r.json(), "rotation-state", "pass", "no rotation pending");
     let r = d.run(
         &[
             "doctor",
@@ -888,11 +896,14 @@ fn doctor_needs_no_more_than_the_permissions_readme_documents() {
     let v = r.json();
     expect(&v, "iam-key", "pass", &id);
     expect(&v, "auth", "pass", "235");
+    expect(&v, "rotation-state", "pass", "no rotation pending");
     let used = d.env.allowed_actions();
     for action in [
         "secretsmanager:GetSecretValue",
+        "secretsmanager:ListSecretVersionIds",
         "iam:ListAccessKeys",
         "iam:GetUser",
+        "iam:ListUserTags",
     ] {
         assert!(used.iter().any(|a| a == action), "{action}: {used:?}");
     }
@@ -984,6 +995,451 @@ fn a_relay_ca_in_smtp_ca_file_is_added_to_the_public_roots_for_smtp() {
             .contains("SMTP_CA_FILE names a file with no PEM certificate"),
         "{}",
         r.stderr
+    );
+    d.assert_no_secrets_printed();
+}
+
+/// Binds README's doctor policy for secret `name` and user `user` and returns the
+/// credentials that run under it (the stand-in authorizes requests signed with them).
+fn under_readme_policy(d: &Doctor, name: &str, user: &str) -> Vec<(String, String)> {
+    let account = d.env.info["account"].as_str().expect("account").to_owned();
+    let policy = readme_doctor_policy(&d.region(), &account, name, user);
+    d.env
+        .policy(json!({"label": "doctor", "variant": "doctor", "statements": policy["Statement"]}));
+    let lambda_env = d.env.info["lambda_env"].clone();
+    [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+    ]
+    .iter()
+    .map(|k| {
+        (
+            (*k).to_owned(),
+            lambda_env[*k].as_str().expect("credential").to_owned(),
+        )
+    })
+    .collect()
+}
+
+fn pairs(v: &[(String, String)]) -> Vec<(&str, &str)> {
+    v.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
+/// An epoch time as doctor prints it.
+fn printed_time(secs: i64) -> String {
+    aws_smithy_types::DateTime::from_secs(secs)
+        .fmt(aws_smithy_types::date_time::Format::DateTime)
+        .expect("time")
+}
+
+/// A key record value as README documents it: `<secret>:<token>:<state>:<epoch>`, the first
+/// two the first 4 bytes of SHA-256 of the secret's ARN and of the minting token, in hex.
+fn record_value(arn: &str, state: &str, at: i64) -> String {
+    use sha2::Digest;
+    let digest = |s: &str| -> String {
+        sha2::Sha256::digest(s.as_bytes())[..4]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    format!(
+        "{}:{}:{state}:{at}",
+        digest(arn),
+        digest("an-earlier-token-of-36-characters-x")
+    )
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64
+}
+
+/// A version staged AWSPENDING (and not AWSCURRENT) is a rotation in progress: reported with
+/// its version id and since when (Secrets Manager's CreatedDate, not the time of the run),
+/// as a warning while young and as a failure once older than the stuck threshold (here a
+/// fraction of an hour, `--stuck-after-hours`), with the commands that retry or abandon it.
+#[test]
+fn a_pending_rotation_is_in_progress_then_stuck_with_its_age() {
+    let (mut d, _, _, doc) = Doctor::with_working_credentials();
+    let arn = d.env.create_secret("smtp", &doc);
+    let token = d.env.pending(&arn);
+    let created = d.env.get(&format!("/versions?secret_id={arn}"));
+    let created = created
+        .as_array()
+        .expect("versions")
+        .iter()
+        .find(|v| v["version_id"] == token.as_str())
+        .expect("the pending version")["created_date"]
+        .as_f64()
+        .expect("created_date");
+    let since = printed_time(created.floor() as i64);
+
+    // Young: in progress, a warning (the run still passes: SES accepts AWSCURRENT).
+    let r = d.run(&["doctor", "--json", "--secret-id", &arn], "", &[], &[]);
+    let v = r.json();
+    assert_design_shape(&v, r.code);
+    assert_eq!(r.code, 0, "{v:#}");
+    expect(&v, "rotation-state", "warn", "a rotation is in progress");
+    expect(
+        &v,
+        "rotation-state",
+        "warn",
+        &format!("version {token} has been AWSPENDING since {since}"),
+    );
+    expect(&v, "rotation-state", "warn", "after 2 h it is stuck");
+
+    // Older than the threshold: stuck, a failure naming the version and how to get out.
+    std::thread::sleep(Duration::from_millis(1500));
+    let r = d.run(
+        &[
+            "doctor",
+            "--json",
+            "--secret-id",
+            &arn,
+            "--stuck-after-hours",
+            "0.0003",
+        ],
+        "",
+        &[],
+        &[],
+    );
+    let v = r.json();
+    assert_design_shape(&v, r.code);
+    assert_eq!(r.code, 1, "a stuck rotation fails the run: {v:#}");
+    expect(&v, "rotation-state", "fail", "a rotation is stuck");
+    expect(&v, "rotation-state", "fail", &format!("since {since}"));
+    expect(&v, "rotation-state", "fail", "longer than 0.0003 h");
+    expect(
+        &v,
+        "rotation-state",
+        "fail",
+        &format!("--version-stage AWSPENDING --remove-from-version-id {token}"),
+    );
+    expect(&v, "auth", "pass", "235");
+
+    // As text: the failed check is named in the verdict.
+    let r = d.run(
+        &[
+            "doctor",
+            "--secret-id",
+            &arn,
+            "--stuck-after-hours",
+            "0.0003",
+        ],
+        "",
+        &[],
+        &[],
+    );
+    assert_eq!(r.code, 1);
+    assert!(r.stdout.contains("✗ rotation-state"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("1 check failed (rotation-state)"),
+        "{}",
+        r.stdout
+    );
+
+    // A threshold that is not a positive number of hours is a usage error.
+    let r = d.run(
+        &["doctor", "--secret-id", &arn, "--stuck-after-hours", "0"],
+        "",
+        &[],
+        &[],
+    );
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("--stuck-after-hours"), "{}", r.stderr);
+    d.assert_no_secrets_printed();
+}
+
+/// A key recorded `p` (previous: replaced by a promotion, still Active) is in its grace:
+/// doctor says since when, what retires it, and its last use as IAM reports it — none at
+/// first, then the use the test makes with that key, which came after the replacement. An
+/// unreadable record fails the check by its tag. All under README's doctor policy.
+#[test]
+fn an_old_key_in_grace_is_reported_with_its_last_use() {
+    let (mut d, current, _, doc) = Doctor::with_working_credentials();
+    let (old, old_secret) = d.key("sender");
+    // Under README's policy only: no rotation stack's policy is bound.
+    let arn = d.env.create_secret_as("smtp", &doc, false, None);
+    d.env.assign_user("sender", &arn);
+    let now = now_secs();
+    let replaced = now - 1800;
+    let tag_key = |k: &str| format!("ses-smtp-rotator:key:{k}");
+    d.env.tag_user(
+        "sender",
+        &tag_key(&current),
+        &record_value(&arn, "c", replaced),
+    );
+    d.env
+        .tag_user("sender", &tag_key(&old), &record_value(&arn, "p", replaced));
+    let creds = under_readme_policy(&d, "smtp", "sender");
+
+    let r = d.run(
+        &["doctor", "--json", "--secret-id", &arn],
+        "",
+        &pairs(&creds),
+        &[],
+    );
+    let v = r.json();
+    assert_design_shape(&v, r.code);
+    assert_eq!(r.code, 0, "a key in grace is a warning: {v:#}");
+    let grace = format!(
+        "the previous key {old} is Active, in grace since {}",
+        printed_time(replaced)
+    );
+    expect(&v, "rotation-state", "warn", &grace);
+    expect(
+        &v,
+        "rotation-state",
+        "warn",
+        "retired by the scheduled maintenance after OLD_KEY_GRACE_HOURS (default 24, up to OLD_KEY_MAX_GRACE_HOURS 72 while still in use)",
+    );
+    expect(&v, "rotation-state", "warn", "IAM reports no use of it");
+    expect(
+        &v,
+        "rotation-state",
+        "warn",
+        &format!("{current} current since"),
+    );
+    expect(&v, "rotation-state", "warn", "no rotation pending");
+
+    // The old key is used (an AWS request signed with it: IAM records its last use).
+    let conf = d
+        .env
+        .iam
+        .config()
+        .to_builder()
+        .credentials_provider(aws_sdk_iam::config::Credentials::new(
+            &old,
+            &old_secret,
+            None,
+            None,
+            "old-key",
+        ))
+        .build();
+    let as_old = aws_sdk_iam::Client::from_conf(conf);
+    d.env
+        .block_on(as_old.list_access_keys().user_name("sender").send())
+        .expect("a request with the old key");
+    let r = d.run(
+        &["doctor", "--json", "--secret-id", &arn],
+        "",
+        &pairs(&creds),
+        &[],
+    );
+    let v = r.json();
+    assert_eq!(r.code, 0, "{v:#}");
+    expect(&v, "rotation-state", "warn", &grace);
+    expect(&v, "rotation-state", "warn", "last used ");
+    expect(&v, "rotation-state", "warn", "by iam in");
+    expect(
+        &v,
+        "rotation-state",
+        "warn",
+        "after it was replaced: something still sends with the old key",
+    );
+    expect(
+        &v,
+        "rotation-state",
+        "warn",
+        "make it read the secret again",
+    );
+    let used = d.env.allowed_actions();
+    for action in [
+        "secretsmanager:ListSecretVersionIds",
+        "iam:ListUserTags",
+        "iam:GetAccessKeyLastUsed",
+    ] {
+        assert!(used.iter().any(|a| a == action), "{action}: {used:?}");
+    }
+    assert!(d.env.denials().is_empty(), "{:?}", d.env.denials());
+
+    // A record tag that does not parse stops every rotation: a failure naming the tag.
+    d.env.tag_user("sender", &tag_key(&old), "not-a-record");
+    let r = d.run(
+        &["doctor", "--json", "--secret-id", &arn],
+        "",
+        &pairs(&creds),
+        &[],
+    );
+    let v = r.json();
+    assert_design_shape(&v, r.code);
+    assert_eq!(r.code, 1, "{v:#}");
+    expect(&v, "rotation-state", "fail", "is unreadable");
+    expect(&v, "rotation-state", "fail", &tag_key(&old));
+    expect(&v, "rotation-state", "fail", "KeyRecordUnreadable");
+    expect(&v, "auth", "pass", "235");
+    d.assert_no_secrets_printed();
+}
+
+/// A document with `regions`: every region gets its own login, at its own endpoint with its
+/// own password (the stand-in runs one SES emulator per region, each accepting only its
+/// region's password). A wrong password for one region fails `password-derivation` and `auth`
+/// for that region by name while the other region's login passes; a region without its
+/// password is named by `password-format`.
+#[test]
+fn every_region_of_a_document_gets_a_login_and_the_wrong_one_is_named() {
+    const OTHER: &str = "eu-west-1";
+    let mut d = Doctor::on(Env::start_with_args(&[
+        "--smtp-regions",
+        &format!("us-east-1,{OTHER}"),
+    ]));
+    let primary = d.region();
+    assert_eq!(primary, "us-east-1");
+    d.env.create_user("sender");
+    let (id, secret) = d.key("sender");
+    let pw = d.password(&secret, &primary);
+    let pw_other = d.password(&secret, OTHER);
+    let other_port = d.env.info["smtp"][OTHER]["tls_port"].clone();
+    assert!(other_port.is_u64(), "{:#}", d.env.info["smtp"]);
+    let mut doc = d.doc("sender", &id, &pw);
+    doc["regions"] =
+        json!([{"region": OTHER, "host": "localhost", "port": other_port, "tls": "implicit"}]);
+    doc["passwords"] = json!({ primary.as_str(): pw, OTHER: pw_other });
+    let logins_of = |env: &Env, region: &str| -> Vec<i64> {
+        env.get(&format!("/smtp/logins?region={region}"))
+            .as_array()
+            .expect("logins")
+            .iter()
+            .filter(|l| l["username"] == id.as_str())
+            .map(|l| l["code"].as_i64().unwrap_or_default())
+            .collect()
+    };
+
+    // Right everywhere: one 235 per region, each region named.
+    let (code, v) = d.diagnose(&doc, Some(&secret));
+    assert_eq!(code, 0, "{v:#}");
+    expect(&v, "auth", "pass", &format!("[{primary}] 235"));
+    expect(&v, "auth", "pass", &format!("[{OTHER}] 235"));
+    expect(
+        &v,
+        "password-derivation",
+        "pass",
+        &format!("[{OTHER}] the correct V4 password for {OTHER}"),
+    );
+    expect(
+        &v,
+        "connect",
+        "pass",
+        &format!("[{OTHER}] localhost:{other_port} answers SMTP with implicit TLS"),
+    );
+    assert_eq!(logins_of(&d.env, &primary), [235]);
+    assert_eq!(logins_of(&d.env, OTHER), [235]);
+
+    // The primary region's password stored for the other region: that region fails by name.
+    let mut wrong = doc.clone();
+    wrong["passwords"][OTHER] = pw.clone().into();
+    let (code, v) = d.diagnose(&wrong, Some(&secret));
+    assert_eq!(code, 1, "{v:#}");
+    expect(&v, "auth", "fail", &format!("[{primary}] 235"));
+    expect(&v, "auth", "fail", &format!("[{OTHER}] 535"));
+    expect(
+        &v,
+        "auth",
+        "fail",
+        "as the failed checks explain: password-derivation",
+    );
+    expect(
+        &v,
+        "password-derivation",
+        "fail",
+        &format!("[{OTHER}] a V4 password derived for {primary}, but the endpoint serves {OTHER}"),
+    );
+    expect(
+        &v,
+        "password-derivation",
+        "fail",
+        &format!("[{OTHER}] derive it for {OTHER}"),
+    );
+    let summary = check(&v, "password-derivation")["summary"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        summary.starts_with(&format!(
+            "[{primary}] the correct V4 password for {primary}"
+        )),
+        "{summary}"
+    );
+    assert!(
+        !check(&v, "auth")["fix"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("[{primary}]")),
+        "{v:#}"
+    );
+    assert_eq!(logins_of(&d.env, &primary), [235, 235]);
+    assert_eq!(logins_of(&d.env, OTHER), [235, 535]);
+
+    // Without the key file, the login alone names the region.
+    let (code, v) = d.diagnose(&wrong, None);
+    assert_eq!(code, 1, "{v:#}");
+    expect(&v, "auth", "fail", &format!("[{OTHER}] 535"));
+
+    // A region with no password: named, and not logged in to.
+    let mut missing = doc.clone();
+    missing["passwords"] = json!({ primary.as_str(): pw });
+    let (code, v) = d.diagnose(&missing, None);
+    assert_eq!(code, 1, "{v:#}");
+    expect(
+        &v,
+        "password-format",
+        "fail",
+        &format!("[{OTHER}] \"passwords\" has no password for {OTHER}"),
+    );
+    expect(&v, "auth", "skip", &format!("[{primary}] 235"));
+    assert_eq!(
+        logins_of(&d.env, OTHER).len(),
+        3,
+        "no login without a password"
+    );
+    d.assert_no_secrets_printed();
+}
+
+/// A password of the legacy V2 form (44 characters starting with A) is named as such with
+/// the command that derives the V4 one, even when its version byte is mangled — never "not an
+/// SES SMTP password" — and SES's 535 is explained by it.
+#[test]
+fn a_v2_form_password_is_named_with_the_fix() {
+    let (mut d, id, secret, _) = Doctor::with_working_credentials();
+    let region = d.region();
+    let v2 = legacy_v2(&secret);
+    // The second character carries the version byte's low bits: 'A' makes it 0x00.
+    let mangled = format!("AA{}", &v2[2..]);
+    d.remember(&mangled);
+    for pw in [v2.as_str(), mangled.as_str()] {
+        let doc = d.doc("sender", &id, pw);
+        let (code, v) = d.diagnose(&doc, None);
+        assert_eq!(code, 1, "{v:#}");
+        expect(&v, "password-format", "fail", "a SigV2 SMTP password");
+        expect(&v, "password-format", "fail", "no longer accepted by SES");
+        expect(
+            &v,
+            "password-format",
+            "fail",
+            &format!(
+                "derive the V4 password with `ses-smtp-rotator smtp-password --region {region}` from the secret access key"
+            ),
+        );
+        let c = check(&v, "password-format");
+        assert!(
+            !c["summary"]
+                .as_str()
+                .unwrap()
+                .contains("not an SES SMTP password"),
+            "{c}"
+        );
+        expect(&v, "auth", "fail", "535");
+        expect(&v, "auth", "fail", "password-format");
+    }
+    let (_, v) = d.diagnose(&d.doc("sender", &id, &mangled), Some(&secret));
+    expect(
+        &v,
+        "password-derivation",
+        "fail",
+        "a SigV2 SMTP password by its form",
     );
     d.assert_no_secrets_printed();
 }

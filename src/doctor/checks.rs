@@ -12,8 +12,8 @@ use super::input::{Facts, Raw, unwrap_value};
 use super::{Check, CheckId};
 use crate::endpoint::{AllowedHosts, parse_ses_host};
 use crate::identify::{PasswordKind, identify_password};
-use crate::password::{SMTP_PASSWORD_LEN, SecretAccessKey};
-use crate::secret::{SecretError, TlsMode};
+use crate::password::{Region, SMTP_PASSWORD_LEN, SecretAccessKey, SmtpPassword};
+use crate::secret::{RegionEndpoint, SecretError, TlsMode};
 
 /// `AKIA`/`ASIA` followed by upper-case letters and digits: safe to print.
 fn key_id_shape(s: &str) -> bool {
@@ -45,10 +45,20 @@ pub(crate) fn document(f: &Facts) -> Check {
             (Raw::Missing, Raw::Missing) => ", no credentials yet",
             _ => "",
         };
+        let regions = match &d.regions {
+            Some(r) if !r.is_empty() => format!(
+                ", and regions {}",
+                r.iter()
+                    .map(|e| format!("{} at {}:{} ({})", e.region, e.host, e.port, e.tls))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            _ => String::new(),
+        };
         return Check::pass(
             id,
             format!(
-                "iam_user {}, host {}:{} ({}), region {}{creds}",
+                "iam_user {}, host {}:{} ({}), region {}{regions}{creds}",
                 d.iam_user, d.host, d.port, d.tls, d.region
             ),
         );
@@ -220,6 +230,13 @@ pub(crate) enum Shape {
 }
 
 pub(crate) fn shape(p: &str) -> Shape {
+    // A legacy V2 password by its form alone: 44 characters of base64 (either alphabet)
+    // starting with A, whatever its version byte decodes to (a mangled or hand-typed one is
+    // still recognisably V2, not "not an SES password").
+    let v2_form = p.len() == SMTP_PASSWORD_LEN
+        && p.starts_with('A')
+        && p.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+/=-_".contains(&b));
     if p.len() == SMTP_PASSWORD_LEN
         && let Ok(bytes) = STANDARD.decode(p)
         && bytes.len() == 33
@@ -228,8 +245,12 @@ pub(crate) fn shape(p: &str) -> Shape {
             (0x04, _) => Shape::V4,
             (0x02, _) => Shape::V2,
             (_, 0x04 | 0x02) => Shape::VersionLast,
+            _ if v2_form => Shape::V2,
             _ => Shape::Other,
         };
+    }
+    if v2_form {
+        return Shape::V2;
     }
     if p.len() == 40
         && p.bytes()
@@ -242,10 +263,43 @@ pub(crate) fn shape(p: &str) -> Shape {
 
 /// `password-format`: the shape of a V4 SMTP password.
 pub(crate) fn password_format(f: &Facts) -> Check {
+    password_format_of(f, &f.password, f.region(), true)
+}
+
+/// `password-format` for one region's password: `password` (the primary region's) or its
+/// `passwords` entry.
+pub(crate) fn password_format_of(
+    f: &Facts,
+    password: &Raw<SmtpPassword>,
+    region: Option<&Region>,
+    primary: bool,
+) -> Check {
     let id = CheckId::PasswordFormat;
-    let text = match &f.password {
+    let region_code = region.map_or("REGION".to_owned(), ToString::to_string);
+    let text = match password {
         Raw::Missing if matches!(f.username, Raw::Missing) => {
             return Check::skip(id, "no password in the document (see username)");
+        }
+        Raw::Missing if !primary => {
+            let what = match &f.passwords {
+                Raw::Missing => format!(
+                    "\"regions\" lists {region_code} but the document has no \"passwords\" field"
+                ),
+                Raw::NotString => "\"passwords\" is not a JSON object".to_owned(),
+                Raw::Text(_) => format!("\"passwords\" has no password for {region_code}"),
+            };
+            return Check::fail(
+                id,
+                format!("{what}: SES in {region_code} cannot be logged in to with this secret"),
+                "rotate the secret (aws secretsmanager rotate-secret --secret-id ...): a rotation writes every listed region's password into \"passwords\" (a region added since the last rotation has none yet)",
+            );
+        }
+        Raw::NotString if !primary => {
+            return Check::fail(
+                id,
+                format!("\"passwords\" holds something other than a string for {region_code}"),
+                "rotate the secret: the rotation writes each region's password as a JSON string",
+            );
         }
         Raw::Missing => {
             return Check::fail(
@@ -263,7 +317,7 @@ pub(crate) fn password_format(f: &Facts) -> Check {
         }
         Raw::Text(p) => p.expose(),
     };
-    let region = f.region().map_or("REGION".to_owned(), ToString::to_string);
+    let region = region_code;
     let derive =
         format!("ses-smtp-rotator smtp-password --region {region} (the key's secret on stdin)");
     let u = unwrap_value(text);
@@ -294,8 +348,10 @@ pub(crate) fn password_format(f: &Facts) -> Check {
         ),
         Shape::V2 => Check::fail(
             id,
-            "44 characters starting with A: a legacy V2 (SigV2) SMTP password, which SES no longer accepts",
-            format!("derive the V4 password from the key's secret: {derive}, or rotate the secret"),
+            "44 characters starting with A: a SigV2 SMTP password (legacy V2), no longer accepted by SES",
+            format!(
+                "derive the V4 password with `ses-smtp-rotator smtp-password --region {region}` from the secret access key (on stdin), or rotate the secret"
+            ),
         ),
         Shape::VersionLast => Check::fail(
             id,
@@ -325,6 +381,15 @@ pub(crate) fn password_derivation(
     f: &Facts,
     key: Option<&Result<SecretAccessKey, String>>,
 ) -> Check {
+    password_derivation_of(f.password_text(), f.region(), key)
+}
+
+/// `password-derivation` for one region's password.
+pub(crate) fn password_derivation_of(
+    password: Option<&str>,
+    region: Option<&Region>,
+    key: Option<&Result<SecretAccessKey, String>>,
+) -> Check {
     let id = CheckId::PasswordDerivation;
     let Some(key) = key else {
         return Check::skip_with(
@@ -343,10 +408,10 @@ pub(crate) fn password_derivation(
             );
         }
     };
-    let Some(password) = f.password_text() else {
+    let Some(password) = password else {
         return Check::skip(id, "no password to compare (see password-format)");
     };
-    let Some(region) = f.region() else {
+    let Some(region) = region else {
         return Check::skip(id, "the document names no usable region (see document)");
     };
     let inner = unwrap_value(password).inner;
@@ -388,6 +453,13 @@ pub(crate) fn password_derivation(
             "the password is the raw secret access key itself, not a password derived from it",
             format!("derive the SMTP password for {region}: {rotate}"),
         ),
+        PasswordKind::Unrelated if shape(inner) == Shape::V2 => Check::fail(
+            id,
+            "a SigV2 SMTP password by its form (44 characters starting with A), no longer accepted by SES, and not this key's",
+            format!(
+                "derive the V4 password with `ses-smtp-rotator smtp-password --region {region}` from the secret access key of the key in \"username\", or rotate the secret"
+            ),
+        ),
         PasswordKind::Unrelated => Check::fail(
             id,
             "not derived from this secret access key by any known scheme: it belongs to another key, or is garbled",
@@ -408,13 +480,29 @@ fn ses_port_mode(port: u16) -> Option<TlsMode> {
 /// `endpoint`: the host is an SES endpoint (or allowed), its region and the document's agree,
 /// and the port and TLS mode fit each other.
 pub(crate) fn endpoint(f: &Facts, allowed: &Result<AllowedHosts, String>) -> Check {
-    let id = CheckId::Endpoint;
     let Some(d) = &f.doc else {
         return Check::skip(
-            id,
+            CheckId::Endpoint,
             "the document's host, port or region is not usable (see document)",
         );
     };
+    let primary = RegionEndpoint {
+        region: d.region.clone(),
+        host: d.host.clone(),
+        port: d.port,
+        tls: d.tls,
+    };
+    endpoint_of(&primary, f.region_conflict.as_ref(), allowed)
+}
+
+/// `endpoint` for one region's endpoint; `conflict` is the primary's `region` field when it
+/// contradicts `host` (as written, and the host's region).
+pub(crate) fn endpoint_of(
+    d: &RegionEndpoint,
+    conflict: Option<&(String, String)>,
+    allowed: &Result<AllowedHosts, String>,
+) -> Check {
+    let id = CheckId::Endpoint;
     let allowed = match allowed {
         Ok(a) => a,
         Err(e) => {
@@ -427,7 +515,7 @@ pub(crate) fn endpoint(f: &Facts, allowed: &Result<AllowedHosts, String>) -> Che
     };
     let where_ = format!("{}:{}", d.host, d.port);
     if let Some(ses) = parse_ses_host(&d.host) {
-        if let Some((region, host_region)) = &f.region_conflict {
+        if let Some((region, host_region)) = conflict {
             return Check::fail(
                 id,
                 format!(
@@ -436,6 +524,19 @@ pub(crate) fn endpoint(f: &Facts, allowed: &Result<AllowedHosts, String>) -> Che
                 ),
                 format!(
                     "set \"region\" to {host_region} (and derive the password for it), or use the endpoint of {region}"
+                ),
+            );
+        }
+        if ses.region != d.region {
+            return Check::fail(
+                id,
+                format!(
+                    "{} serves {}, but its password is for {}: the password must be derived for the endpoint's region",
+                    d.host, ses.region, d.region
+                ),
+                format!(
+                    "point the {} entry at the endpoint of {} (or list the region {} instead)",
+                    d.region, d.region, ses.region
                 ),
             );
         }
@@ -507,8 +608,13 @@ pub(crate) fn endpoint(f: &Facts, allowed: &Result<AllowedHosts, String>) -> Che
 
 /// `url-encoding`: characters that break URL-style SMTP settings unless percent-encoded.
 pub(crate) fn url_encoding(f: &Facts) -> Check {
+    url_encoding_of(f.password_text())
+}
+
+/// `url-encoding` for one region's password.
+pub(crate) fn url_encoding_of(password: Option<&str>) -> Check {
     let id = CheckId::UrlEncoding;
-    let Some(p) = f.password_text() else {
+    let Some(p) = password else {
         return Check::skip(id, "no password (see password-format)");
     };
     let inner = unwrap_value(p).inner;
@@ -580,6 +686,11 @@ mod tests {
     fn document_names_the_field_at_fault() {
         for (extra, status, needle) in [
             (json!({}), Status::Pass, "region eu-west-1"),
+            (
+                json!({"regions": ["us-east-2"]}),
+                Status::Pass,
+                "region eu-west-1, and regions us-east-2 at email-smtp.us-east-2.amazonaws.com:587 (starttls)",
+            ),
             (json!({"host": null}), Status::Fail, "\"host\""),
             (json!({"port": "smtp"}), Status::Fail, "\"port\""),
             (json!({"tls": "ssl"}), Status::Fail, "\"tls\""),
@@ -714,6 +825,71 @@ mod tests {
         assert_eq!(password_derivation(&f, None).status, Status::Skip);
         let bad: Result<SecretAccessKey, String> = Err("white space".into());
         assert_eq!(password_derivation(&f, Some(&bad)).status, Status::Skip);
+    }
+
+    #[test]
+    fn a_v2_password_is_named_by_its_form_alone() {
+        // 44 characters starting with A, whatever the version byte decodes to: a real V2
+        // password (0x02 first), one whose second character was mangled (0x00 first), one in
+        // the URL-safe alphabet (not standard base64 at all).
+        for pw in [
+            "AnkqhOiWEcszZZzTMCQbOY1sPGoLFgMH9zhp4eNgSjo4",
+            "AAkqhOiWEcszZZzTMCQbOY1sPGoLFgMH9zhp4eNgSjo4",
+            "Ankq-OiWEcszZZzTMCQbOY1sPGoLFgMH9zhp4eNg_jo4",
+        ] {
+            let f = facts(json!({"username": KEY_ID, "password": pw}));
+            let c = password_format(&f);
+            assert_eq!(c.status, Status::Fail, "{pw}: {c:?}");
+            status_and(&c, "a SigV2 SMTP password");
+            status_and(&c, "no longer accepted by SES");
+            status_and(&c, "`ses-smtp-rotator smtp-password --region eu-west-1`");
+            assert!(!c.summary.contains("not an SES SMTP password"), "{c:?}");
+            // With a key it is not derived from: still named V2, not "garbled".
+            let key = Ok(SecretAccessKey::new(SECRET).unwrap());
+            let c = password_derivation(&f, Some(&key));
+            assert_eq!(c.status, Status::Fail);
+            status_and(&c, "SigV2 SMTP password by its form");
+        }
+        // 44 characters starting with another letter are still "not an SES password".
+        let f = facts(json!({"username": KEY_ID, "password": "Z".repeat(44)}));
+        status_and(&password_format(&f), "not an SES SMTP password");
+    }
+
+    #[test]
+    fn a_listed_region_without_its_password_is_named() {
+        let f = facts(json!({
+            "username": KEY_ID, "password": v4("eu-west-1"),
+            "regions": ["us-east-2", "ap-southeast-2"],
+            "passwords": {"eu-west-1": v4("eu-west-1"), "us-east-2": v4("us-east-2")}
+        }));
+        let sites = f.sites();
+        assert_eq!(sites.len(), 3);
+        let checks: Vec<Check> = sites
+            .iter()
+            .map(|s| password_format_of(&f, s.password, Some(&s.endpoint.region), s.primary))
+            .collect();
+        assert_eq!(checks[0].status, Status::Pass);
+        assert_eq!(checks[1].status, Status::Pass);
+        assert_eq!(checks[2].status, Status::Fail);
+        status_and(&checks[2], "no password for ap-southeast-2");
+        status_and(&checks[2], "rotate");
+        let key = Ok(SecretAccessKey::new(SECRET).unwrap());
+        let c = password_derivation_of(
+            sites[1].password_text(),
+            Some(&sites[1].endpoint.region),
+            Some(&key),
+        );
+        status_and(&c, "correct V4 password for us-east-2");
+        let ep = &sites[1].endpoint;
+        assert_eq!(ep.host, "email-smtp.us-east-2.amazonaws.com");
+        let allowed = Ok(AllowedHosts::default());
+        assert_eq!(endpoint_of(ep, None, &allowed).status, Status::Pass);
+        // An endpoint object whose SES host serves another region than its password's.
+        let mut wrong = ep.clone();
+        wrong.host = "email-smtp.eu-central-1.amazonaws.com".into();
+        let c = endpoint_of(&wrong, None, &allowed);
+        assert_eq!(c.status, Status::Fail);
+        status_and(&c, "serves eu-central-1, but its password is for us-east-2");
     }
 
     #[test]

@@ -18,7 +18,9 @@ use aws_sdk_iam::types::{PolicyEvaluationDecisionType, StatusType};
 use aws_smithy_types::error::display::DisplayErrorContext;
 
 use super::input::Facts;
+use super::rotation::{LastUse, RotationFacts, Version};
 use super::{Budget, Check, CheckId, Options};
+use crate::record::{KeyState, Records};
 
 /// The AWS side of one run: configuration loaded at most once.
 pub(crate) struct Aws {
@@ -30,7 +32,7 @@ pub(crate) struct Aws {
 }
 
 /// How to give the IAM checks what they need.
-const IAM_HOW: &str = "run with AWS credentials (AWS_PROFILE, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY) allowed iam:ListAccessKeys, iam:GetAccessKeyLastUsed, iam:GetUser and iam:SimulatePrincipalPolicy";
+const IAM_HOW: &str = "run with AWS credentials (AWS_PROFILE, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY) allowed iam:ListAccessKeys, iam:GetAccessKeyLastUsed, iam:GetUser, iam:ListUserTags and iam:SimulatePrincipalPolicy (README, Troubleshooting 535, lists the policy)";
 
 /// How to let the permission check run.
 const PERMISSION_HOW: &str = "to see whether iam_user may send, run with credentials allowed iam:GetUser and iam:SimulatePrincipalPolicy; otherwise check that a policy of iam_user allows ses:SendRawEmail";
@@ -128,23 +130,29 @@ impl Aws {
         aws_sdk_iam::Client::from_conf(b.build())
     }
 
-    /// Reads a version of the secret. `Err((summary, fix))` for the `document` check.
+    /// A Secrets Manager client for the secret `id` (its ARN's region, when it is an ARN).
+    fn secrets_manager(conf: &SdkConfig, id: &str) -> aws_sdk_secretsmanager::Client {
+        let mut b = aws_sdk_secretsmanager::config::Builder::from(conf);
+        if let Some(r) = arn_region(id) {
+            b = b.region(aws_sdk_secretsmanager::config::Region::new(r.to_owned()));
+        }
+        aws_sdk_secretsmanager::Client::from_conf(b.build())
+    }
+
+    /// Reads a version of the secret: its text and the secret's ARN. `Err((summary, fix))` for
+    /// the `document` check.
     pub(crate) async fn secret_string(
         &mut self,
         id: &str,
         stage: &str,
-    ) -> Result<String, (String, String)> {
+    ) -> Result<(String, Option<String>), (String, String)> {
         let conf = self.conf().await.map_err(|e| {
             (
                 format!("cannot read secret {id}: {e}"),
                 "run with AWS credentials allowed secretsmanager:GetSecretValue on the secret, or pass the document with --document -".to_owned(),
             )
         })?;
-        let mut b = aws_sdk_secretsmanager::config::Builder::from(&conf);
-        if let Some(r) = arn_region(id) {
-            b = b.region(aws_sdk_secretsmanager::config::Region::new(r.to_owned()));
-        }
-        let sm = aws_sdk_secretsmanager::Client::from_conf(b.build());
+        let sm = Self::secrets_manager(&conf, id);
         let call = sm
             .get_secret_value()
             .secret_id(id)
@@ -177,11 +185,133 @@ impl Aws {
             }
             Some(Ok(out)) => out,
         };
-        out.secret_string().map(str::to_owned).ok_or_else(|| {
-            (
-                format!("secret {id} ({stage}) has no SecretString (a binary secret)"),
-                "store the document as a JSON SecretString".to_owned(),
+        let arn = out.arn().map(str::to_owned);
+        out.secret_string()
+            .map(|t| (t.to_owned(), arn))
+            .ok_or_else(|| {
+                (
+                    format!("secret {id} ({stage}) has no SecretString (a binary secret)"),
+                    "store the document as a JSON SecretString".to_owned(),
+                )
+            })
+    }
+
+    /// What `rotation-state` looks at: the secret's versions (ListSecretVersionIds), the
+    /// user's tags (ListUserTags: the key record), and the last use (GetAccessKeyLastUsed) of
+    /// each key recorded as previous. `Err` (a skip reason) only when AWS cannot be asked at
+    /// all; a call that fails leaves its part `Err` with the reason.
+    pub(crate) async fn rotation_facts(
+        &mut self,
+        secret_arn: &str,
+        user: &str,
+        doc_key: Option<&str>,
+        stuck_after: Duration,
+    ) -> Result<RotationFacts, String> {
+        let conf = self
+            .conf()
+            .await
+            .map_err(|e| format!("AWS not asked: {e}"))?;
+        let sm = Self::secrets_manager(&conf, secret_arn);
+        let listed = self
+            .budget
+            .run(
+                sm.list_secret_version_ids()
+                    .secret_id(secret_arn)
+                    .into_paginator()
+                    .send()
+                    .try_collect(),
             )
+            .await;
+        let versions = match listed {
+            None => Err("ListSecretVersionIds timed out".to_owned()),
+            Some(Err(e)) if is_access_denied(&e) => Err(format!(
+                "not allowed to list the secret's versions ({})",
+                reason(&e)
+            )),
+            Some(Err(e)) => Err(format!("ListSecretVersionIds failed: {}", reason(&e))),
+            Some(Ok(pages)) => Ok(pages
+                .iter()
+                .flat_map(|p| p.versions())
+                .filter_map(|v| {
+                    Some(Version {
+                        id: v.version_id()?.to_owned(),
+                        stages: v.version_stages().to_vec(),
+                        created_ms: v.created_date().and_then(|d| d.to_millis().ok()),
+                    })
+                })
+                .collect()),
+        };
+        let iam = Self::iam(&conf);
+        let got = self
+            .budget
+            .run(
+                iam.list_user_tags()
+                    .user_name(user)
+                    .into_paginator()
+                    .items()
+                    .send()
+                    .try_collect(),
+            )
+            .await;
+        let tags = match got {
+            None => Err("ListUserTags timed out".to_owned()),
+            Some(Err(e)) if is_access_denied(&e) => Err(format!(
+                "not allowed to list {user}'s tags ({})",
+                reason(&e)
+            )),
+            Some(Err(e)) => Err(format!("ListUserTags failed: {}", reason(&e))),
+            Some(Ok(all)) => Ok(all
+                .iter()
+                .map(|t| (t.key().to_owned(), t.value().to_owned()))
+                .collect::<std::collections::HashMap<_, _>>()),
+        };
+        let mut last_used = std::collections::HashMap::new();
+        let previous: Vec<String> = tags
+            .as_ref()
+            .ok()
+            .and_then(|t| Records::from_tags(user, t).ok())
+            .map(|r| {
+                r.keys
+                    .keys()
+                    .filter(|k| r.state_of(k, secret_arn) == Some(KeyState::Previous))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        for key in previous {
+            let used = match self
+                .budget
+                .run(iam.get_access_key_last_used().access_key_id(&key).send())
+                .await
+            {
+                None => LastUse::Unknown("GetAccessKeyLastUsed timed out".into()),
+                Some(Err(e)) => LastUse::Unknown(reason(&e)),
+                Some(Ok(out)) => match out.access_key_last_used() {
+                    Some(u) => match u.last_used_date() {
+                        Some(d) => LastUse::At {
+                            secs: d.secs(),
+                            service: u.service_name().to_owned(),
+                            region: u.region().to_owned(),
+                        },
+                        None => LastUse::Never,
+                    },
+                    None => LastUse::Never,
+                },
+            };
+            last_used.insert(key, used);
+        }
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        Ok(RotationFacts {
+            secret_arn: secret_arn.to_owned(),
+            user: user.to_owned(),
+            doc_key: doc_key.map(str::to_owned),
+            versions,
+            tags,
+            last_used,
+            now_ms,
+            stuck_after_secs: stuck_after.as_secs_f64(),
         })
     }
 

@@ -11,9 +11,10 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
 
 use crate::password::{Region, SecretAccessKey, SmtpPassword, derive_smtp_password};
-use crate::secret::{Fields, SecretDocument, SecretError};
+use crate::secret::{Fields, RegionEndpoint, SecretDocument, SecretError};
 
 /// A credential field as stored.
+#[derive(Clone)]
 pub(crate) enum Raw<T> {
     /// Absent or `null`.
     Missing,
@@ -38,7 +39,34 @@ pub(crate) struct Facts {
     pub username: Raw<String>,
     /// `password` as stored.
     pub password: Raw<SmtpPassword>,
+    /// `passwords` as stored: region code → password (`NotString`: not a JSON object).
+    pub passwords: Raw<Vec<(String, Raw<SmtpPassword>)>>,
 }
+
+/// One region of the document: its endpoint and the password stored for it.
+pub(crate) struct Site<'a> {
+    /// The region's endpoint (the primary's is `host`, `port`, `tls`, `region`).
+    pub endpoint: RegionEndpoint,
+    /// `password` for the primary region, the `passwords` entry for another.
+    pub password: &'a Raw<SmtpPassword>,
+    /// The primary region (`password`), not a `regions` one.
+    pub primary: bool,
+}
+
+impl Site<'_> {
+    /// The password as stored, when it is a string.
+    pub(crate) fn password_text(&self) -> Option<&str> {
+        match self.password {
+            Raw::Text(p) => Some(p.expose()),
+            _ => None,
+        }
+    }
+}
+
+/// What a missing `passwords` entry is.
+static MISSING: Raw<SmtpPassword> = Raw::Missing;
+/// What an entry of a `passwords` that is not an object is.
+static NOT_STRING: Raw<SmtpPassword> = Raw::NotString;
 
 impl Facts {
     /// Reads a document's text. Never fails: what is wrong is recorded for the checks.
@@ -49,6 +77,7 @@ impl Facts {
             region_conflict: None,
             username: Raw::Missing,
             password: Raw::Missing,
+            passwords: Raw::Missing,
         };
         // Read as the rotation reads it: every field's text kept, only the known ones parsed.
         let mut destination = match Fields::parse(text) {
@@ -68,6 +97,22 @@ impl Facts {
         let password = match value("password") {
             None | Some(Ok(Value::Null)) => Raw::Missing,
             Some(Ok(Value::String(s))) => Raw::Text(SmtpPassword::from_string(s)),
+            Some(_) => Raw::NotString,
+        };
+        let passwords = match value("passwords") {
+            None | Some(Ok(Value::Null)) => Raw::Missing,
+            Some(Ok(Value::Object(map))) => Raw::Text(
+                map.into_iter()
+                    .map(|(region, v)| {
+                        let p = match v {
+                            Value::String(s) => Raw::Text(SmtpPassword::from_string(s)),
+                            Value::Null => Raw::Missing,
+                            _ => Raw::NotString,
+                        };
+                        (region, p)
+                    })
+                    .collect(),
+            ),
             Some(_) => Raw::NotString,
         };
         destination.remove("username");
@@ -94,7 +139,45 @@ impl Facts {
             region_conflict,
             username,
             password,
+            passwords,
         }
+    }
+
+    /// Whether the document lists `regions` (then every region-bound check reports each
+    /// region by name).
+    pub(crate) fn regional(&self) -> bool {
+        self.doc.as_ref().is_some_and(|d| d.regions.is_some())
+    }
+
+    /// Every region of the document, the primary first (none when the destination part does
+    /// not parse).
+    pub(crate) fn sites(&self) -> Vec<Site<'_>> {
+        let Some(doc) = &self.doc else {
+            return Vec::new();
+        };
+        doc.endpoints()
+            .into_iter()
+            .enumerate()
+            .map(|(i, endpoint)| {
+                let password = if i == 0 {
+                    &self.password
+                } else {
+                    match &self.passwords {
+                        Raw::Text(all) => all
+                            .iter()
+                            .find(|(r, _)| r == endpoint.region.as_str())
+                            .map_or(&MISSING, |(_, p)| p),
+                        Raw::NotString => &NOT_STRING,
+                        Raw::Missing => &MISSING,
+                    }
+                };
+                Site {
+                    endpoint,
+                    password,
+                    primary: i == 0,
+                }
+            })
+            .collect()
     }
 
     /// Whether the document is a JSON object at all (else nothing but `document` can run).
@@ -133,14 +216,23 @@ impl Facts {
     /// redact ordinary words).
     pub(crate) fn secrets(&self, key: Option<&Result<SecretAccessKey, String>>) -> Vec<String> {
         let mut passwords: Vec<String> = Vec::new();
-        if let Some(p) = self.password_text() {
+        let mut stored: Vec<&str> = self.password_text().into_iter().collect();
+        if let Raw::Text(all) = &self.passwords {
+            stored.extend(all.iter().filter_map(|(_, p)| match p {
+                Raw::Text(p) => Some(p.expose()),
+                _ => None,
+            }));
+        }
+        for p in stored {
             passwords.push(p.to_owned());
             passwords.push(unwrap_value(p).inner.to_owned());
         }
         let mut out = passwords.clone();
         if let Some(Ok(k)) = key {
             out.push(k.expose().to_owned());
-            if let Some(r) = self.region() {
+            let mut regions: Vec<Region> = self.region().into_iter().cloned().collect();
+            regions.extend(self.sites().into_iter().map(|s| s.endpoint.region));
+            for r in &regions {
                 out.push(derive_smtp_password(k, r).expose().to_owned());
             }
         }

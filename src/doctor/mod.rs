@@ -3,10 +3,16 @@
 //! Looks at everything a person has — the secret document (from Secrets Manager or stdin),
 //! optionally the key's secret access key, IAM, and the SMTP endpoint itself — and runs a fixed
 //! list of checks, each with a stable id, in this order: `document`, `username`,
-//! `password-format`, `password-derivation`, `endpoint`, `iam-key`, `iam-permission`,
-//! `connect`, `auth`, `url-encoding`. Every check reports `pass`, `fail`, `warn` or `skip` (with
-//! the reason), a one-line finding and the fix. The run is `ok` exactly when `auth` passed and
-//! no check failed.
+//! `password-format`, `password-derivation`, `endpoint`, `iam-key`, `rotation-state`,
+//! `iam-permission`, `connect`, `auth`, `url-encoding`. Every check reports `pass`, `fail`,
+//! `warn` or `skip` (with the reason), a one-line finding and the fix. The run is `ok` exactly
+//! when `auth` passed and no check failed.
+//!
+//! A document with `regions` has a password and an endpoint per region: the checks that
+//! concern one region (`password-format`, `password-derivation`, `endpoint`, `connect`,
+//! `auth`, `url-encoding`) run for each and report them in one entry, each region's finding
+//! prefixed `[region]` and the worst status for the entry ([`regional`]), so `auth` passes only
+//! when every region's login did.
 //!
 //! Fetch, decide, report: [`input`] reads the document leniently (a document the rotation
 //! would refuse must still be diagnosed, field by field), [`checks`] holds the pure checks,
@@ -22,7 +28,9 @@ mod checks;
 mod iam;
 mod input;
 mod net;
+mod regional;
 mod render;
+mod rotation;
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -31,6 +39,7 @@ use crate::endpoint::AllowedHosts;
 use crate::password::SecretAccessKey;
 
 pub use render::use_colour;
+pub use rotation::DEFAULT_STUCK_AFTER_HOURS;
 
 /// The longest a whole run spends on the network, whatever the per-step timeout: a run
 /// against an unreachable or silent host ends well within 30 s.
@@ -54,6 +63,8 @@ pub enum CheckId {
     Endpoint,
     /// The key exists, is Active and belongs to `iam_user`.
     IamKey,
+    /// With `--secret-id`: a rotation pending (stuck?), the key record, an old key in grace.
+    RotationState,
     /// `iam_user` may `ses:SendRawEmail`.
     IamPermission,
     /// TCP and TLS in the configured mode.
@@ -66,13 +77,14 @@ pub enum CheckId {
 
 impl CheckId {
     /// Every check, in order.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::Document,
         Self::Username,
         Self::PasswordFormat,
         Self::PasswordDerivation,
         Self::Endpoint,
         Self::IamKey,
+        Self::RotationState,
         Self::IamPermission,
         Self::Connect,
         Self::Auth,
@@ -89,6 +101,7 @@ impl CheckId {
             Self::PasswordDerivation => "password-derivation",
             Self::Endpoint => "endpoint",
             Self::IamKey => "iam-key",
+            Self::RotationState => "rotation-state",
             Self::IamPermission => "iam-permission",
             Self::Connect => "connect",
             Self::Auth => "auth",
@@ -281,6 +294,8 @@ pub struct Options {
     pub secret_access_key: Option<Result<SecretAccessKey, String>>,
     /// Bound on each network step.
     pub step_timeout: Duration,
+    /// A rotation pending longer than this is reported stuck (`rotation-state`).
+    pub stuck_after: Duration,
     /// `SMTP_ALLOWED_HOSTS` as parsed (or why it could not be).
     pub allowed_hosts: Result<AllowedHosts, String>,
     /// Whether `SSL_CERT_FILE` is usable (`Err`: why not).
@@ -302,6 +317,7 @@ impl Options {
             source,
             secret_access_key: None,
             step_timeout: DEFAULT_STEP_TIMEOUT,
+            stuck_after: Duration::from_secs_f64(DEFAULT_STUCK_AFTER_HOURS * 3600.0),
             allowed_hosts,
             ca_file: crate::smtp::check_ssl_cert_file(),
             smtp_ca_file: crate::smtp::check_smtp_ca_file(),
@@ -347,11 +363,11 @@ pub async fn run(options: Options) -> Report {
     let mut aws = iam::Aws::new(&options, budget);
 
     // Fetch the document.
-    let (text, fetch_failure) = match &options.source {
-        Source::Document(d) => (Some(d.0.clone()), None),
+    let (text, arn, fetch_failure) = match &options.source {
+        Source::Document(d) => (Some(d.0.clone()), None, None),
         Source::SecretId { id, stage } => match aws.secret_string(id, stage).await {
-            Ok(t) => (Some(t), None),
-            Err(e) => (None, Some(e)),
+            Ok((t, arn)) => (Some(t), Some(arn.unwrap_or_else(|| id.clone())), None),
+            Err(e) => (None, None, Some(e)),
         },
     };
     let facts = text.as_deref().map(input::Facts::read);
@@ -378,42 +394,174 @@ pub async fn run(options: Options) -> Report {
         return Report { checks: out };
     };
 
+    // Each region of the document: the primary, then those `regions` lists.
+    let sites = facts.sites();
+    let labelled = facts.regional();
+    let per_region = |f: &dyn Fn(&input::Site<'_>) -> Check| -> Vec<(String, Check)> {
+        sites
+            .iter()
+            .map(|s| (s.endpoint.region.to_string(), f(s)))
+            .collect()
+    };
+
     let (username, key_id) = checks::username(&facts);
     out.push(username);
-    out.push(checks::password_format(&facts));
-    let derivation = checks::password_derivation(&facts, key);
-    let derivation_passed = derivation.status == Status::Pass;
-    out.push(derivation);
-    let endpoint = checks::endpoint(&facts, &options.allowed_hosts);
-    let endpoint_ok = matches!(endpoint.status, Status::Pass | Status::Warn);
-    out.push(endpoint);
+    let formats = if sites.is_empty() {
+        vec![(String::new(), checks::password_format(&facts))]
+    } else {
+        per_region(&|s| {
+            checks::password_format_of(&facts, s.password, Some(&s.endpoint.region), s.primary)
+        })
+    };
+    out.push(regional::combine(
+        CheckId::PasswordFormat,
+        formats.clone(),
+        labelled,
+    ));
+    let derivations = if sites.is_empty() {
+        vec![(String::new(), checks::password_derivation(&facts, key))]
+    } else {
+        per_region(&|s| {
+            checks::password_derivation_of(s.password_text(), Some(&s.endpoint.region), key)
+        })
+    };
+    out.push(regional::combine(
+        CheckId::PasswordDerivation,
+        derivations.clone(),
+        labelled,
+    ));
+    let endpoints = if sites.is_empty() {
+        vec![(
+            String::new(),
+            checks::endpoint(&facts, &options.allowed_hosts),
+        )]
+    } else {
+        per_region(&|s| {
+            let conflict = if s.primary {
+                facts.region_conflict.as_ref()
+            } else {
+                None
+            };
+            checks::endpoint_of(&s.endpoint, conflict, &options.allowed_hosts)
+        })
+    };
+    out.push(regional::combine(
+        CheckId::Endpoint,
+        endpoints.clone(),
+        labelled,
+    ));
 
     let (iam_key, iam_permission) = aws.iam_checks(&facts, key_id.as_deref()).await;
     let key_passed = iam_key.status == Status::Pass;
     out.push(iam_key);
+    out.push(
+        rotation_state(
+            &mut aws,
+            &options,
+            arn.as_deref(),
+            &facts,
+            key_id.as_deref(),
+        )
+        .await,
+    );
     out.push(iam_permission);
 
-    let (connect, auth) = net::connect_and_auth(
-        &facts,
-        endpoint_ok,
-        // SMTP's trust: the roots (SSL_CERT_FILE) and the extra CAs (SMTP_CA_FILE).
-        &options.ca_file.clone().and(options.smtp_ca_file.clone()),
-        budget,
-        &net::Evidence {
-            failed_before: out.iter().filter(|c| c.failed()).map(|c| c.id).collect(),
-            derivation_passed,
-            derivation_ran: key.is_some(),
-            key_passed,
-        },
-    )
-    .await;
-    out.push(connect);
-    out.push(auth);
-    out.push(checks::url_encoding(&facts));
+    // SMTP's trust: the roots (SSL_CERT_FILE) and the extra CAs (SMTP_CA_FILE).
+    let trust = options.ca_file.clone().and(options.smtp_ca_file.clone());
+    // Failures that concern every region (the document, the key id, the key itself).
+    let failed_everywhere: Vec<CheckId> = out
+        .iter()
+        .filter(|c| {
+            c.failed()
+                && matches!(
+                    c.id,
+                    CheckId::Document | CheckId::Username | CheckId::IamKey
+                )
+        })
+        .map(|c| c.id)
+        .collect();
+    let mut connects = Vec::new();
+    let mut auths = Vec::new();
+    for (i, site) in sites.iter().enumerate() {
+        let status_of = |parts: &Vec<(String, Check)>| parts.get(i).map(|(_, c)| c.status);
+        let mut failed_before = failed_everywhere.clone();
+        for (id, parts) in [
+            (CheckId::PasswordFormat, &formats),
+            (CheckId::PasswordDerivation, &derivations),
+        ] {
+            if status_of(parts) == Some(Status::Fail) {
+                failed_before.push(id);
+            }
+        }
+        let endpoint_ok = matches!(status_of(&endpoints), Some(Status::Pass | Status::Warn));
+        let (connect, auth) = net::connect_and_auth(
+            &facts,
+            site,
+            endpoint_ok,
+            &trust,
+            budget,
+            &net::Evidence {
+                failed_before,
+                derivation_passed: status_of(&derivations) == Some(Status::Pass),
+                derivation_ran: key.is_some(),
+                key_passed,
+            },
+        )
+        .await;
+        let region = site.endpoint.region.to_string();
+        connects.push((region.clone(), connect));
+        auths.push((region, auth));
+    }
+    if sites.is_empty() {
+        let why = "no usable host and port (see document)";
+        connects.push((String::new(), Check::skip(CheckId::Connect, why)));
+        auths.push((String::new(), Check::skip(CheckId::Auth, why)));
+    }
+    out.push(regional::combine(CheckId::Connect, connects, labelled));
+    out.push(regional::combine(CheckId::Auth, auths, labelled));
+    let encodings = if sites.is_empty() {
+        vec![(String::new(), checks::url_encoding(&facts))]
+    } else {
+        per_region(&|s| checks::url_encoding_of(s.password_text()))
+    };
+    out.push(regional::combine(CheckId::UrlEncoding, encodings, labelled));
 
     let mut report = Report { checks: out };
     report.redact(&facts.secrets(key));
     report
+}
+
+/// `rotation-state`: skipped without `--secret-id` (the state lives in Secrets Manager and on
+/// the IAM user), without a usable `iam_user`, or without AWS credentials.
+async fn rotation_state(
+    aws: &mut iam::Aws,
+    options: &Options,
+    arn: Option<&str>,
+    facts: &input::Facts,
+    key_id: Option<&str>,
+) -> Check {
+    let id = CheckId::RotationState;
+    let Source::SecretId { .. } = &options.source else {
+        return Check::skip_with(
+            id,
+            "a document alone says nothing of its rotation",
+            "run with --secret-id to see whether a rotation is pending or stuck, the key record and an old key in grace",
+        );
+    };
+    let (Some(arn), Some(doc)) = (arn, facts.doc.as_ref()) else {
+        return Check::skip(id, "no secret or no usable iam_user (see document)");
+    };
+    match aws
+        .rotation_facts(arn, &doc.iam_user, key_id, options.stuck_after)
+        .await
+    {
+        Ok(f) => rotation::rotation_state(&f),
+        Err(why) => Check::skip_with(
+            id,
+            why,
+            "run with AWS credentials allowed what README's doctor policy lists (secretsmanager:ListSecretVersionIds, iam:ListUserTags, iam:GetAccessKeyLastUsed)",
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -468,6 +616,7 @@ mod tests {
                 "password-derivation",
                 "endpoint",
                 "iam-key",
+                "rotation-state",
                 "iam-permission",
                 "connect",
                 "auth",

@@ -9,9 +9,9 @@
 
 use lettre::transport::smtp::client::TlsParameters;
 
-use super::input::{Facts, Raw};
+use super::input::{Facts, Raw, Site};
 use super::{Budget, Check, CheckId};
-use crate::secret::{SecretDocument, SmtpCredentials, TlsMode};
+use crate::secret::{RegionEndpoint, SmtpCredentials, TlsMode};
 use crate::smtp::{CertificateProblem, LoginOutcome, ProbeError, SmtpTarget, try_login};
 
 /// What the earlier checks found, for explaining a 535.
@@ -88,12 +88,11 @@ const PORTS: &str = "SES listens on 587, 25 and 2587 (STARTTLS) and on 465 and 2
 
 /// The `connect` check; `Ok` carries what `auth` needs.
 async fn connect(
-    doc: &SecretDocument,
+    target: &SmtpTarget,
     ca_file: &Result<(), String>,
     budget: &Budget,
 ) -> Result<(Check, TlsParameters), Check> {
     let id = CheckId::Connect;
-    let target = SmtpTarget::from_document(doc);
     let at = target.endpoint();
     if let Err(e) = ca_file {
         return Err(Check::fail(
@@ -146,7 +145,7 @@ async fn connect(
         Some(Ok(_stream)) => {}
     }
     let mode = target.tls;
-    let first = match probe(&target, mode, &tls, budget).await {
+    let first = match probe(target, mode, &tls, budget).await {
         Ok(()) => {
             return Ok((
                 Check::pass(
@@ -175,7 +174,7 @@ async fn connect(
         }
         f => format!("{} failed: {}", words(mode), f.text()),
     };
-    let check = match probe(&target, alt, &tls, budget).await {
+    let check = match probe(target, alt, &tls, budget).await {
         Ok(()) | Err(ProbeFailure::Certificate(_)) => Check::fail(
             id,
             format!(
@@ -208,19 +207,20 @@ async fn connect(
     Err(check)
 }
 
-/// The `connect` and `auth` checks.
+/// The `connect` and `auth` checks at one region's endpoint, with that region's password.
 pub(crate) async fn connect_and_auth(
     f: &Facts,
+    site: &Site<'_>,
     endpoint_ok: bool,
     ca_file: &Result<(), String>,
     budget: Budget,
     evidence: &Evidence,
 ) -> (Check, Check) {
-    let Some(doc) = f.doc.as_ref() else {
-        return (
-            Check::skip(CheckId::Connect, "no usable host and port (see document)"),
-            Check::skip(CheckId::Auth, "no usable host and port (see document)"),
-        );
+    let ep = &site.endpoint;
+    let target = SmtpTarget {
+        host: ep.host.clone(),
+        port: ep.port,
+        tls: ep.tls,
     };
     if !endpoint_ok {
         let why = "not tried: the endpoint check failed, and credentials go only to SES endpoints or hosts SMTP_ALLOWED_HOSTS allows";
@@ -229,7 +229,7 @@ pub(crate) async fn connect_and_auth(
             Check::skip(CheckId::Auth, why),
         );
     }
-    let (connect, tls) = match connect(doc, ca_file, &budget).await {
+    let (connect, tls) = match connect(&target, ca_file, &budget).await {
         Ok(ok) => ok,
         Err(check) => {
             return (
@@ -238,7 +238,7 @@ pub(crate) async fn connect_and_auth(
             );
         }
     };
-    let (Raw::Text(user), Raw::Text(password)) = (&f.username, &f.password) else {
+    let (Raw::Text(user), Raw::Text(password)) = (&f.username, site.password) else {
         return (
             connect,
             Check::skip(
@@ -258,13 +258,12 @@ pub(crate) async fn connect_and_auth(
         username: user.clone(),
         password: password.clone(),
     };
-    let target = SmtpTarget::from_document(doc);
     let outcome = try_login(&target, &tls, &creds, bound).await;
-    (connect, auth_check(&outcome, doc, evidence))
+    (connect, auth_check(&outcome, ep, evidence))
 }
 
 /// `auth` from the server's answer and what the earlier checks found.
-pub(crate) fn auth_check(outcome: &LoginOutcome, doc: &SecretDocument, e: &Evidence) -> Check {
+pub(crate) fn auth_check(outcome: &LoginOutcome, doc: &RegionEndpoint, e: &Evidence) -> Check {
     let id = CheckId::Auth;
     let at = format!("{}:{}", doc.host, doc.port);
     let region = &doc.region;
@@ -359,9 +358,13 @@ mod tests {
     use super::super::Status;
     use super::*;
 
-    fn doc() -> SecretDocument {
-        SecretDocument::parse(r#"{"iam_user":"u","host":"email-smtp.eu-west-1.amazonaws.com"}"#)
-            .unwrap()
+    fn doc() -> RegionEndpoint {
+        crate::secret::SecretDocument::parse(
+            r#"{"iam_user":"u","host":"email-smtp.eu-west-1.amazonaws.com"}"#,
+        )
+        .unwrap()
+        .endpoints()
+        .remove(0)
     }
 
     fn ev(failed: &[CheckId], derivation: bool, ran: bool, key: bool) -> Evidence {
