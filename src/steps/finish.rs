@@ -124,7 +124,9 @@ pub async fn finish_secret(ctx: &StepContext<'_>) -> Result<String, Error> {
                     ctx.clients.move_current(&arn, from, Some(token)).await?;
                 }
                 ctx.clients.remove_pending(&arn, token).await?;
-                ctx.clients.untag_user_all(user, &[tag_key(&new_key)]).await?;
+                ctx.clients
+                    .untag_user_all(user, &[tag_key(&new_key)])
+                    .await?;
                 return Err(Error::PendingKeyGone {
                     secret_id: arn.clone(),
                     token: token.clone(),
