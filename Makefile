@@ -23,7 +23,7 @@ LAMBDA_DIR := $(TARGET_DIR)/lambda-host
 CARGO   ?= cargo
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help demo test check fmt-check clippy unit e2e explore explore-sample policy-report standin-test e2e-arm64 template-lint build lambda-bin qemu venv deps bench bench-package build-RotatorFunction clean
+.PHONY: help demo test check fmt-check clippy unit e2e explore explore-sample policy-report standin-test e2e-arm64 template-lint build lambda-bin qemu venv deps bench bench-package build-RotatorFunction build-MaintenanceFunction clean
 
 help:
 	@echo "make demo   - run a complete rotation locally against the stand-ins and show it"
@@ -172,7 +172,7 @@ bench-package:
 
 # `sam build` (template.yaml: BuildMethod makefile) runs this with ARTIFACTS_DIR set: the static
 # arm64 binary as `bootstrap` (deploy/build-lambda.sh).
-build-RotatorFunction:
+build-RotatorFunction build-MaintenanceFunction:
 	bash deploy/build-lambda.sh --arch arm64 --out "$(ARTIFACTS_DIR)"
 
 clean:

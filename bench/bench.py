@@ -667,8 +667,68 @@ class Bench:
         self.smtplib_login = 0.0
         for impl in self.impls:
             self.rotations(impl)
+        self.maintenance()
         self.report_login()
         self.report()
+        self.report_maintenance()
+
+    def maintenance(self) -> None:
+        """The scheduled maintenance's cost per managed secret (shared scope, as a fleet runs it):
+        once when every secret has a replaced key past its grace to retire, once in the steady
+        state (nothing to retire; the canary's login only)."""
+        impl = self.impl("Rust")
+        if impl is None or self.args.maintenance_secrets <= 0:
+            return
+        n = self.args.maintenance_secrets
+        path = "/ses-smtp/"
+        self.admin("POST", "/policy", {"label": "shared", "variant": "shared",
+                                       "parameters": {"Scope": "shared", "SmtpIamUserPath": path}})
+        log = "maintenance-Rust.log"
+        env = self.lambda_env(ROTATION_SCOPE="shared", IAM_USER_PATH=path,
+                              OLD_KEY_GRACE_HOURS="0.0003", OLD_KEY_MAX_GRACE_HOURS="0.0003")
+        p = self.spawn_lambda(impl, env, log)
+        try:
+            arns = []
+            for i in range(n):
+                user = f"bench-fleet-{i}"
+                self.iam.create_user(UserName=user, Path=path)
+                doc = {"iam_user": user, "host": "localhost", "port": self.ready["smtp_starttls_port"],
+                       "tls": "starttls", "region": self.ready["region"]}
+                arn = self.sm.create_secret(Name=f"bench/fleet-{i}", SecretString=json.dumps(doc),
+                                            Tags=[{"Key": "ses-smtp-rotator:managed", "Value": "true"}])["ARN"]
+                self.iam.tag_user(UserName=user, Tags=[{"Key": "ses-smtp-rotator:secret", "Value": arn}])
+                self.admin("POST", "/secret/rotation", {"secret_id": arn, "enabled": True})
+                for _ in range(2):
+                    self.rotate(impl, p, arn, log)
+                arns.append(arn)
+            time.sleep(1.5)  # every replaced key is past its grace
+            self.maintenance_runs = []
+            for label in ("retiring one replaced key each", "steady state (nothing to retire)"):
+                start = time.time()
+                t0 = time.perf_counter()
+                res = self.admin("POST", "/invoke", {"event": {"Action": "maintenance"}, "deadline_seconds": 120})
+                wall = (time.perf_counter() - t0) * 1000
+                end = time.time()
+                if not res.get("ok") or res["response"]["secrets"] != n or res["response"]["failed"]:
+                    raise RuntimeError(f"the maintenance failed: {res}; the Lambda's log:\n" + self.log_tail(log))
+                calls = collections.Counter(r.get("action") or "?" for r in self.admin("GET", "/requests")
+                                            if start <= r["time"] < end)
+                self.maintenance_runs.append((label, wall, calls, res["response"]))
+        finally:
+            stop(p)
+
+    def report_maintenance(self) -> None:
+        runs = getattr(self, "maintenance_runs", [])
+        if not runs:
+            return
+        n = self.args.maintenance_secrets
+        self.t.section(f"8. Scheduled maintenance, shared scope, {n} managed secrets in one invocation")
+        for label, wall, calls, _ in runs:
+            total = sum(calls.values())
+            self.t.add(f"{label}: wall time per secret", ms(wall / n), "", "",
+                       f"whole invocation {ms(wall)}, incl. one SMTP login per secret (the canary)")
+            self.t.add("  AWS calls per secret", f"{total / n:.1f}", "", "",
+                       ", ".join(f"{a} ×{k}" for a, k in sorted(calls.items())))
 
     def report_login(self) -> None:
         """For scale: a plain smtplib STARTTLS + AUTH against the emulator, with a key of our own."""
@@ -697,6 +757,8 @@ def main() -> int:
     ap.add_argument("--rotations", type=int, default=10, help="timed rotations after the bootstrap (default 10)")
     ap.add_argument("--propagation", default="1:3,5:3,15:1",
                     help="propagation delays and rotations each, DELAY:N,... ('' to skip; default 1:3,5:3,15:1)")
+    ap.add_argument("--maintenance-secrets", type=int, default=10,
+                    help="managed secrets for the maintenance figure (default 10; 0 to skip)")
     ap.add_argument("--lambda-zip", action="append", default=[],
                     help="a Lambda zip made by make bench-package (deploy/build-lambda.sh) to report; repeatable")
     args = ap.parse_args()

@@ -350,5 +350,7 @@ def function_environment(r: Renderer, function: str = "RotatorFunction") -> dict
     """The function's environment variables as deployed (only that property is rendered)."""
     if not r.exists(function):
         raise Unresolved(f"{function} does not exist in this variant")
+    # SAM's Globals (Function) come first; the function's own variables override them.
+    glob = r.ev(r.t.get("Globals", {}).get("Function", {}).get("Environment", {}))
     env = r.ev(r.t["Resources"][function].get("Properties", {}).get("Environment", {}))
-    return {k: str(v) for k, v in env.get("Variables", {}).items()}
+    return {k: str(v) for k, v in {**glob.get("Variables", {}), **env.get("Variables", {})}.items()}

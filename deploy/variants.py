@@ -103,9 +103,10 @@ def check(name: str, ev: cfn.Renderer, exp: dict) -> str:
     if exp.get("shared"):
         for res in ("SmtpSecret", "SmtpUser", "RotationSchedule"):
             assert ev.resource(res) is None, f"shared scope creates {res}"
-        fn = ev.resource("RotatorFunction")
-        env = fn["Environment"]["Variables"]
+        env = cfn.function_environment(ev)
         assert env["IAM_USER_PATH"] == ev.params["SmtpIamUserPath"], "IAM_USER_PATH"
+        assert env["ROTATION_SCOPE"] == "shared", "ROTATION_SCOPE"
+        assert cfn.function_environment(ev, "MaintenanceFunction") == env, "the maintenance's environment"
         perm = ev.resource("SecretsManagerInvokePermission")
         assert perm["SourceArn"].endswith(":secret:*") and perm["SourceAccount"], "invoke permission"
         notes.append("no secret/user/schedule, SourceArn secret:*")

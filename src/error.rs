@@ -191,9 +191,13 @@ pub enum Error {
     },
     /// The pending key is missing or inactive in IAM (setSecret).
     #[error(
-        "the pending access key {key_id} is {state} for IAM user {iam_user}; it may have been removed outside the rotation: start a new rotation"
+        "the pending access key {key_id} is {state} for IAM user {iam_user} (deactivated outside the rotation), so it can never be proven or promoted. AWSPENDING was removed from that version (version {token} of secret {secret_id}), so the next rotation starts fresh and deletes that key: rotate again (aws secretsmanager rotate-secret --secret-id {secret_id}). AWSCURRENT was not changed"
     )]
     PendingKeyNotActive {
+        /// The secret.
+        secret_id: String,
+        /// The ClientRequestToken.
+        token: String,
         /// The key.
         key_id: String,
         /// The user.

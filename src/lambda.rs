@@ -92,29 +92,13 @@ pub async fn handle(
         Ok(Some(m)) => return maintenance(clients, config, &m, deadline, started).await,
         Ok(None) => {}
         Err(e) => {
-            error!(error_type = e.error_type(), "{e}");
-            emit_metrics(&InvocationMetrics {
-                step: "invalid".into(),
-                duration_ms: elapsed_ms(started),
-                success: false,
-                auth_attempts: None,
-                propagation_seconds: None,
-            });
-            return Err(e);
+            return Err(refused(e, started));
         }
     }
     let event = match RotationEvent::parse(payload) {
         Ok(e) => e,
         Err(e) => {
-            error!(error_type = e.error_type(), "{e}");
-            emit_metrics(&InvocationMetrics {
-                step: "invalid".into(),
-                duration_ms: elapsed_ms(started),
-                success: false,
-                auth_attempts: None,
-                propagation_seconds: None,
-            });
-            return Err(e);
+            return Err(refused(e, started));
         }
     };
     let span = info_span!("rotation", step = %event.step, secret_id = %event.secret_id, version = %event.token);
@@ -157,6 +141,19 @@ pub async fn handle(
     }
     .instrument(span)
     .await
+}
+
+/// An event that is neither a rotation step nor the maintenance: logged, counted as `invalid`.
+fn refused(e: Error, started: Instant) -> Error {
+    error!(error_type = e.error_type(), "{e}");
+    emit_metrics(&InvocationMetrics {
+        step: "invalid".into(),
+        duration_ms: elapsed_ms(started),
+        success: false,
+        auth_attempts: None,
+        propagation_seconds: None,
+    });
+    e
 }
 
 /// The scheduled maintenance (see [`crate::maintenance`]): one metric line per secret, one

@@ -113,7 +113,8 @@ pub struct OldKey {
     /// When IAM last saw it used (epoch seconds), if it was asked.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_used: Option<i64>,
-    /// `in-grace`, `in-use` (grace extended), `deactivated`, `deleted`, `kept` (keep), `gone`.
+    /// `in-grace`, `in-use` (grace extended), `deactivated`, `deleted`, `retired-in-use`,
+    /// `kept` (keep), `gone`, `deferred` (a rotation began or AWSCURRENT moved meanwhile).
     pub outcome: &'static str,
     /// Until when it stays (epoch seconds), for the outcomes that keep it.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -182,18 +183,7 @@ impl SecretReport {
         if let Some(f) = function_name {
             line.insert("FunctionName".into(), Value::String(f.to_owned()));
         }
-        line.insert(
-            "_aws".into(),
-            json!({
-                "Timestamp": timestamp_ms,
-                "CloudWatchMetrics": [{
-                    "Namespace": crate::metrics::NAMESPACE,
-                    "Dimensions": [["Secret"], []],
-                    "Metrics": metrics,
-                }],
-            }),
-        );
-        Value::Object(line).to_string()
+        crate::metrics::finish(line, timestamp_ms, &json!([["Secret"], []]), metrics)
     }
 }
 
@@ -285,7 +275,16 @@ async fn maintain(
     })?;
     drop(text);
     if pending.is_none() {
-        retire_old_keys(clients, config, &arn, &doc, now, report).await?;
+        retire_old_keys(
+            clients,
+            config,
+            &arn,
+            &doc,
+            current_version.as_deref(),
+            now,
+            report,
+        )
+        .await?;
     } else {
         info!(secret_id = %arn, "a rotation is under way: no key is retired by this run");
     }
@@ -300,6 +299,7 @@ async fn retire_old_keys(
     config: &Config,
     arn: &str,
     doc: &SecretDocument,
+    current_version: Option<&str>,
     now: i64,
     report: &mut SecretReport,
 ) -> Result<(), Error> {
@@ -359,6 +359,20 @@ async fn retire_old_keys(
                 report.old_keys.push(entry);
                 continue;
             }
+        }
+        // Just before the change: a rotation that began (or an AWSCURRENT moved) since this
+        // run looked makes what it decided stale; the next run decides again.
+        let now_state = clients.describe(arn).await?;
+        let moved = now_state.version_with(Stage::Current) != current_version
+            || now_state.stages.values().any(|s| {
+                s.iter().any(|x| x == Stage::Pending.as_str())
+                    && !s.iter().any(|x| x == Stage::Current.as_str())
+            });
+        if moved {
+            info!(secret_id = %arn, "a rotation began or AWSCURRENT moved during this run; no key retired");
+            entry.outcome = "deferred";
+            report.old_keys.push(entry);
+            return Ok(());
         }
         match config.old_key_action {
             OldKeyAction::Delete => {
@@ -430,6 +444,11 @@ async fn canary(
         let mut until = Instant::now() + config.smtp_connect_timeout;
         if let Some(d) = deadline {
             until = until.min(d.checked_sub(Duration::from_secs(2)).unwrap_or(until));
+        }
+        if until.saturating_duration_since(Instant::now()) < Duration::from_secs(1) {
+            // Out of time is no verdict on the credentials: no CurrentLoginOk this run.
+            warn!(secret_id = %arn, "no time left in this invocation for the canary's login; skipped");
+            return;
         }
         let creds = SmtpCredentials {
             username: creds.username.clone(),

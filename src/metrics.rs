@@ -65,19 +65,31 @@ impl InvocationMetrics {
         if let Some(f) = function_name {
             line.insert("FunctionName".into(), Value::String(f.to_owned()));
         }
-        line.insert(
-            "_aws".into(),
-            json!({
-                "Timestamp": timestamp_ms,
-                "CloudWatchMetrics": [{
-                    "Namespace": NAMESPACE,
-                    "Dimensions": [["Step"]],
-                    "Metrics": metrics,
-                }],
-            }),
-        );
-        Value::Object(line).to_string()
+        finish(line, timestamp_ms, &json!([["Step"]]), metrics)
     }
+}
+
+/// Completes an EMF line: the `_aws` member (timestamp, namespace, dimension sets, metric
+/// definitions) added to the line's members, as one JSON text.
+#[must_use]
+pub fn finish(
+    mut line: Map<String, Value>,
+    timestamp_ms: u64,
+    dimensions: &Value,
+    metrics: Vec<Value>,
+) -> String {
+    line.insert(
+        "_aws".into(),
+        json!({
+            "Timestamp": timestamp_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": NAMESPACE,
+                "Dimensions": dimensions,
+                "Metrics": metrics,
+            }],
+        }),
+    );
+    Value::Object(line).to_string()
 }
 
 #[cfg(test)]

@@ -66,6 +66,19 @@ fn record_state(env: &Env, user: &str, key_id: &str) -> Option<String> {
     })
 }
 
+/// A key made by hand for `ses-smtp`: its id and its SMTP password for the stand-in's region.
+fn hand_made_key(env: &Env) -> (String, String) {
+    let made = env
+        .block_on(env.iam.create_access_key().user_name("ses-smtp").send())
+        .expect("create key");
+    let key = made.access_key().expect("key");
+    let password = ses_smtp_rotator::password::derive_smtp_password(
+        &ses_smtp_rotator::password::SecretAccessKey::new(key.secret_access_key()).expect("secret"),
+        &ses_smtp_rotator::password::Region::new(env.region()).expect("region"),
+    );
+    (key.access_key_id().to_owned(), password.expose().to_owned())
+}
+
 /// Everything of another team's secret and user (the stand-in-wide count of keys created
 /// left out: other teams make keys meanwhile).
 fn team_state(env: &Env, user: &str, arn: &str) -> Snapshot {
@@ -291,10 +304,7 @@ fn writing_awscurrent_cannot_choose_which_key_is_deleted() {
     assert_ok(&env.rotate(&arn, None));
     let production = env.current_key(&arn);
     // Someone made a key by hand; a principal with PutSecretValue alone names it in AWSCURRENT.
-    let hand = env
-        .block_on(env.iam.create_access_key().user_name("ses-smtp").send())
-        .expect("create key");
-    let hand_id = hand.access_key().unwrap().access_key_id().to_owned();
+    let (hand_id, _) = hand_made_key(&env);
     let mut doc = env.doc(&arn, "AWSCURRENT").unwrap();
     doc["username"] = hand_id.clone().into();
     put_current(&env, &arn, &doc);
@@ -329,21 +339,14 @@ fn an_adopted_key_is_rotated_and_then_retired() {
     let ours = env.current_key(&arn);
     // The operator hands a key of their own to the rotation: they put it in AWSCURRENT and
     // tag it as adopted (PutSecretValue alone cannot do the second).
-    let hand = env
-        .block_on(env.iam.create_access_key().user_name("ses-smtp").send())
-        .expect("create key");
-    let key = hand.access_key().unwrap();
-    let password = ses_smtp_rotator::password::derive_smtp_password(
-        &ses_smtp_rotator::password::SecretAccessKey::new(key.secret_access_key()).unwrap(),
-        &ses_smtp_rotator::password::Region::new(env.region()).unwrap(),
-    );
+    let (key_id, password) = hand_made_key(&env);
     let mut doc = env.doc(&arn, "AWSCURRENT").unwrap();
-    doc["username"] = key.access_key_id().into();
-    doc["password"] = password.expose().into();
+    doc["username"] = key_id.as_str().into();
+    doc["password"] = password.clone().into();
     put_current(&env, &arn, &doc);
     env.tag_user(
         "ses-smtp",
-        &format!("ses-smtp-rotator:key:{}", key.access_key_id()),
+        &format!("ses-smtp-rotator:key:{}", key_id.as_str()),
         "adopt",
     );
     // Our earlier key is recorded current but no longer named by AWSCURRENT: the record
@@ -353,11 +356,11 @@ fn an_adopted_key_is_rotated_and_then_retired() {
     let keys = env.keys("ses-smtp");
     assert!(!keys.iter().any(|(k, _)| *k == ours), "{keys:?}");
     assert!(
-        keys.contains(&(key.access_key_id().to_owned(), "Inactive".to_owned())),
+        keys.contains(&(key_id.clone(), "Inactive".to_owned())),
         "{keys:?}"
     );
     assert_eq!(
-        record_state(&env, "ses-smtp", key.access_key_id()).as_deref(),
+        record_state(&env, "ses-smtp", key_id.as_str()).as_deref(),
         Some("r")
     );
     assert_invariants(&env, &arn, "ses-smtp");
@@ -574,5 +577,48 @@ fn a_key_deleted_while_it_is_promoted_never_stays_awscurrent() {
     let (ok, out) = env.login(&before);
     assert!(ok, "{out}");
     assert_ok(&env.rotate(&arn, None));
+    assert_invariants(&env, &arn, "ses-smtp");
+}
+
+#[test]
+fn a_pending_key_deactivated_by_hand_is_cleared_and_the_next_rotation_completes() {
+    let (env, arn) = setup(&[]);
+    assert_ok(&env.rotate(&arn, None));
+    let current = env.current_key(&arn);
+    let token = env.pending(&arn);
+    assert_eq!(env.invoke("createSecret", &arn, &token)["ok"], true);
+    let pending_key = env.doc(&arn, "AWSPENDING").unwrap()["username"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    env.block_on(
+        env.iam
+            .update_access_key()
+            .user_name("ses-smtp")
+            .access_key_id(&pending_key)
+            .status(aws_sdk_iam::types::StatusType::Inactive)
+            .send(),
+    )
+    .unwrap();
+    let r = env.invoke("setSecret", &arn, &token);
+    assert_eq!(r["error_type"], "PendingKeyNotActive", "{r:#}");
+    assert!(
+        r["error_message"]
+            .as_str()
+            .is_some_and(|m| m.contains("starts fresh")),
+        "{r:#}"
+    );
+    assert!(
+        !env.stages(&arn)
+            .iter()
+            .any(|(_, s)| s.iter().any(|x| x == "AWSPENDING")),
+        "AWSPENDING left on the version: the secret would be wedged"
+    );
+    assert_eq!(env.current_key(&arn), current);
+    assert_ok(&env.rotate(&arn, None));
+    assert!(
+        !env.keys("ses-smtp").iter().any(|(k, _)| *k == pending_key),
+        "the abandoned key stayed"
+    );
     assert_invariants(&env, &arn, "ses-smtp");
 }

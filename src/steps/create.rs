@@ -12,9 +12,9 @@ use std::collections::HashMap;
 use tracing::{info, warn};
 
 use super::{
-    ALREADY_CURRENT, StepContext, UserRecord, check_destination, current_document, deadline_epoch,
-    now_epoch, pending_document, pending_must_match, pending_state, require_pending_key,
-    user_record,
+    ALREADY_CURRENT, StepContext, UserRecord, check_destination, current_document_of,
+    deadline_epoch, now_epoch, pending_document, pending_must_match, pending_state,
+    require_pending_key, user_record,
 };
 use crate::aws::{CreateKeyError, KeyInfo, SecretState, Stage};
 use crate::config::path_is_under;
@@ -49,7 +49,7 @@ pub async fn create_secret(ctx: &StepContext<'_>) -> Result<String, Error> {
         return Ok(ALREADY_CURRENT.into());
     };
     let arn = state.arn.as_str();
-    let current = current_document(ctx, arn).await?;
+    let current = current_document_of(ctx, &state).await?;
     check_destination(ctx, arn, &current, Stage::Current)?;
 
     // 1. Idempotence: the pending version already holds working credentials.
@@ -115,6 +115,16 @@ pub async fn create_secret(ctx: &StepContext<'_>) -> Result<String, Error> {
         {
             warn!(iam_user = %user, key_id = %key,
                   "ending the grace of the previous key early: a user holds at most two keys, and this rotation needs room for a new one");
+        }
+        if matches!(
+            records.get(key),
+            Some(record::Entry::Recorded {
+                state: KeyState::Current,
+                ..
+            })
+        ) {
+            warn!(iam_user = %user, key_id = %key,
+                  "deleting a key the record shows current although AWSCURRENT names another (AWSCURRENT was moved back by hand, or a promotion's record update was cut short)");
         }
         info!(iam_user = %user, key_id = %key,
               "deleting a key the record proves stale (an earlier rotation's, or one an ended attempt made)");
@@ -456,19 +466,37 @@ async fn store(
             };
         }
         Err(e) => {
-            // The error may be a lost response to a write that happened: read it back. If it
-            // is not there (or the read lags), leave the key: deleting it could leave a stored
-            // value that names a deleted key, while the next attempt deletes it anyway (an
-            // ended attempt named it).
-            match ctx
-                .clients
-                .get_value(arn, Some(token), Stage::Pending)
-                .await
-            {
-                Ok(Some(stored)) if stored == secret_string => {
+            // The error may be a lost response to a write that happened: read it back, three
+            // times over about two seconds (Secrets Manager's reads lag its writes), since the
+            // next attempt deletes this key as an orphan when this attempt records that it
+            // did not store it. A value that is there is this attempt's (or, differing,
+            // another attempt's: then this key goes now).
+            let mut seen = None;
+            for pause in [0u64, 700, 1300] {
+                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                if let Ok(Some(stored)) = ctx
+                    .clients
+                    .get_value(arn, Some(token), Stage::Pending)
+                    .await
+                {
+                    seen = Some(stored);
+                    break;
+                }
+            }
+            match seen {
+                Some(stored) if stored == secret_string => {
                     warn!(key_id = %key_id, "PutSecretValue reported an error but the value was stored");
                 }
-                _ => {
+                Some(_) => {
+                    warn!(key_id = %key_id,
+                          "another attempt stored credentials for this version; deleting the key this attempt made");
+                    ctx.clients.delete_key(user, key_id).await?;
+                    ctx.clients
+                        .untag_user_all(user, &[record::tag_key(key_id)])
+                        .await?;
+                    return Err(e);
+                }
+                None => {
                     warn!(key_id = %key_id,
                           "storing the pending version failed; the next attempt deletes the unused key");
                     return Err(e);

@@ -74,6 +74,17 @@ pub async fn finish_secret(ctx: &StepContext<'_>) -> Result<String, Error> {
             let new_key = require_pending_key(ctx, &arn, &new_doc).await?;
             let user = new_doc.iam_user.as_str();
             let rec = user_record(ctx, &arn, user).await?;
+            if !minted_here(ctx, &arn, &rec, &new_key)
+                && rec.records.state_of(&new_key, &arn) == Some(KeyState::Current)
+                && let TokenState::AlreadyCurrent(state) = preamble(ctx).await?
+            {
+                // A concurrent finishSecret of this rotation promoted it meanwhile.
+                info!(
+                    "another invocation promoted this version meanwhile; completing the retirement"
+                );
+                let new_doc = current_document(ctx, &state.arn).await?;
+                return complete(ctx, &state.arn, &new_doc).await;
+            }
             if !minted_here(ctx, &arn, &rec, &new_key) {
                 warn!(key_id = %new_key,
                       "the pending version names a key the record does not show this rotation made; removing AWSPENDING");
@@ -85,9 +96,10 @@ pub async fn finish_secret(ctx: &StepContext<'_>) -> Result<String, Error> {
                     iam_user: user.to_owned(),
                 });
             }
-            // A user whose old key no release recorded yet (its first rotation under this
-            // release, or single scope's first claim) has that key recorded now, so that the
-            // promotion below can retire it.
+            // A rotation whose createSecret ran under an earlier release (no record at all; its
+            // attempt named the new key): the old key AWSCURRENT names is recorded now, so
+            // that the promotion below can retire it, as that release would have. Under this
+            // release createSecret already recorded it, and a document is never proof.
             let mut writes = Vec::new();
             if rec.claim {
                 writes.push((OWNER_TAG.to_owned(), owner_tag_value(&arn)));
@@ -98,7 +110,7 @@ pub async fn finish_secret(ctx: &StepContext<'_>) -> Result<String, Error> {
                 .and_then(|d| d.credentials.as_ref())
                 .map(|c| c.username.as_str())
                 && old_key != new_key
-                && rec.records.keys.keys().all(|k| *k == new_key)
+                && rec.records.is_empty()
             {
                 writes.push((
                     tag_key(old_key),
@@ -110,23 +122,21 @@ pub async fn finish_secret(ctx: &StepContext<'_>) -> Result<String, Error> {
                 .move_current(&arn, token, from.as_deref())
                 .await?;
             // The key was listed a moment ago; if it is gone now (deleted by hand during the
-            // move), AWSCURRENT must not stay on credentials that cannot log in: move it back.
-            if !ctx
-                .clients
-                .list_keys(user)
-                .await?
-                .iter()
-                .any(|k| k.id == new_key)
+            // move), AWSCURRENT must not stay on credentials that cannot log in: move it back
+            // to the old version, but only while that one still works.
+            if let Some(old_key) =
+                vanished_during_move(ctx, user, &new_key, old_doc.as_ref()).await?
+                && let Some(from) = &from
+                && ctx
+                    .clients
+                    .describe(&arn)
+                    .await?
+                    .has_stage(token, Stage::Current)
             {
-                warn!(key_id = %new_key,
+                warn!(key_id = %new_key, old_key_id = %old_key,
                       "the new key disappeared while it was promoted; moving AWSCURRENT back and removing AWSPENDING");
-                if let Some(from) = &from {
-                    ctx.clients.move_current(&arn, from, Some(token)).await?;
-                }
+                ctx.clients.move_current(&arn, from, Some(token)).await?;
                 ctx.clients.remove_pending(&arn, token).await?;
-                ctx.clients
-                    .untag_user_all(user, &[tag_key(&new_key)])
-                    .await?;
                 return Err(Error::PendingKeyGone {
                     secret_id: arn.clone(),
                     token: token.clone(),
@@ -142,6 +152,37 @@ pub async fn finish_secret(ctx: &StepContext<'_>) -> Result<String, Error> {
             complete(ctx, &arn, &new_doc).await
         }
     }
+}
+
+/// After the stage move: `Some(old key)` when the promoted key is gone (not listed twice, a
+/// second apart, although it was listed before the move) and the old version's key is still
+/// listed and Active (or it held none: a bootstrap document, which lets the next rotation
+/// start again), so that moving AWSCURRENT back restores what worked before.
+async fn vanished_during_move(
+    ctx: &StepContext<'_>,
+    user: &str,
+    new_key: &str,
+    old_doc: Option<&SecretDocument>,
+) -> Result<Option<String>, Error> {
+    let Some(old) = old_doc.filter(|d| d.iam_user == user) else {
+        return Ok(None);
+    };
+    let old_key = old.credentials.as_ref().map(|c| c.username.clone());
+    for pause in [0u64, 1000] {
+        tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+        let keys = ctx.clients.list_keys(user).await?;
+        if keys.iter().any(|k| k.id == new_key) {
+            return Ok(None);
+        }
+        if let Some(old_key) = &old_key
+            && !keys.iter().any(|k| k.id == *old_key && k.active)
+        {
+            return Ok(None);
+        }
+    }
+    Ok(Some(
+        old_key.unwrap_or_else(|| "(none: a bootstrap document)".into()),
+    ))
 }
 
 /// Whether the record proves this rotation minted `key` for this secret: its record says
@@ -308,7 +349,7 @@ async fn clear_marker(
     new_key: &str,
     rec: &UserRecord,
 ) -> Result<usize, Error> {
-    let mut marker = rec.marker.clone();
+    let marker = rec.marker.clone();
     let token = token_digest(&ctx.event.token);
     let now = now_epoch();
     let ours: Vec<_> = marker
@@ -363,16 +404,20 @@ async fn clear_marker(
             }
         }
     }
-    // This rotation's attempts go (a live one that made the new key is done as well).
+    // This rotation's attempts go (a live one that made the new key is done as well), from
+    // the marker as it is now: another rotation's attempt may have recorded itself meanwhile.
+    let fresh = ctx.clients.user_tags(user).await?;
+    if !fresh.contains_key(MARKER_TAG) {
+        return Ok(removed);
+    }
+    let mut marker = crate::ownership::marker_of(user, &fresh)?;
     let before = marker.clone();
     marker.attempts.retain(|a| {
         a.token != token && a.key.as_deref() != Some(new_key)
             || a.token == token && a.is_live(now) && a.key.as_deref() != Some(new_key)
     });
     if marker.is_empty() {
-        if rec.tags.contains_key(MARKER_TAG) {
-            ctx.clients.untag_user(user, MARKER_TAG).await?;
-        }
+        ctx.clients.untag_user(user, MARKER_TAG).await?;
     } else if marker != before {
         ctx.clients
             .tag_user(user, MARKER_TAG, &marker.to_value())

@@ -151,6 +151,10 @@ pub async fn pending_must_match(
     if fields.is_empty() {
         return Ok(());
     }
+    tracing::warn!(fields = %fields.join(", "),
+        "the pending version differs from AWSCURRENT and can never be promoted; removing AWSPENDING so the next rotation starts fresh");
+    // AWSPENDING goes first: a version that still held it must never name a deleted key.
+    ctx.clients.remove_pending(arn, &ctx.event.token).await?;
     let mut cleanup = String::new();
     let current_key = current.credentials.as_ref().map(|c| c.username.as_str());
     if let Some(key) = pending.credentials.as_ref().map(|c| c.username.as_str())
@@ -160,9 +164,6 @@ pub async fn pending_must_match(
     {
         cleanup = format!(" and its key {key}, minted by this rotation, was deleted");
     }
-    tracing::warn!(fields = %fields.join(", "),
-        "the pending version differs from AWSCURRENT and can never be promoted; removing AWSPENDING so the next rotation starts fresh");
-    ctx.clients.remove_pending(arn, &ctx.event.token).await?;
     Err(Error::PendingMismatch {
         secret_id: arn.to_owned(),
         token: ctx.event.token.clone(),
@@ -205,8 +206,6 @@ async fn delete_minted_key(
 /// What the user's tags say: whether it is this secret's, the key record and the marker.
 #[derive(Debug)]
 pub struct UserRecord {
-    /// All the user's tags.
-    pub tags: std::collections::HashMap<String, String>,
     /// The key record.
     pub records: crate::record::Records,
     /// createSecret's attempts.
@@ -262,7 +261,6 @@ pub async fn read_user_record(
     let records = crate::record::Records::from_tags(user, &tags)?;
     let marker = crate::ownership::marker_of(user, &tags)?;
     Ok(UserRecord {
-        tags,
         records,
         marker,
         claim,
@@ -305,6 +303,29 @@ pub async fn current_document(ctx: &StepContext<'_>, arn: &str) -> Result<Secret
             stage: Stage::Current,
             source: crate::secret::SecretError::NoSecretString,
         })
+}
+
+/// Reads and parses the AWSCURRENT document by the version id DescribeSecret named (a read
+/// by stage alone may lag a stage move and return the version before it).
+///
+/// # Errors
+/// As [`current_document`].
+pub async fn current_document_of(
+    ctx: &StepContext<'_>,
+    state: &SecretState,
+) -> Result<SecretDocument, Error> {
+    document_at(
+        ctx,
+        &state.arn,
+        state.version_with(Stage::Current),
+        Stage::Current,
+    )
+    .await?
+    .ok_or_else(|| Error::MalformedSecret {
+        secret_id: state.arn.clone(),
+        stage: Stage::Current,
+        source: crate::secret::SecretError::NoSecretString,
+    })
 }
 
 /// Reads and parses the pending document for the token, `None` while it has no value.
@@ -392,7 +413,13 @@ pub async fn require_pending_key(
         if k.active {
             return Ok(key_id.to_owned());
         }
+        // It can never pass testSecret nor be promoted, and a version stuck in AWSPENDING
+        // blocks every later rotation: cleared, like a version whose key is gone.
+        tracing::warn!(key_id = %key_id, "the pending version's key was deactivated; removing AWSPENDING so the next rotation starts fresh");
+        ctx.clients.remove_pending(arn, &ctx.event.token).await?;
         return Err(Error::PendingKeyNotActive {
+            secret_id: arn.to_owned(),
+            token: ctx.event.token.clone(),
             key_id: key_id.to_owned(),
             iam_user: user.to_owned(),
             state: "inactive",
