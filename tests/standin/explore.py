@@ -846,6 +846,10 @@ def run_seed(world: World, seed: int, invariants: set[str]) -> Result:
     except SetupFailed as e:
         run.violations.append(("liveness", f"set-up: {e}"))
         run.lines.append(f"  !! set-up: {e}")
+    except Exception as e:  # noqa: BLE001 - a stand-in error must name the seed, not kill the pool
+        what = f"{type(e).__name__}: {getattr(e, 'message', None) or e}"
+        run.violations.append(("liveness", f"the explorer or stand-in failed: {what}"))
+        run.lines.append(f"  !! the explorer or stand-in failed: {what}")
     finally:
         world.sched.unwatch_all()
     return Result(seed, run.plan, run.choices, run.lines, run.violations, time.time() - t0, run.notes)
