@@ -256,16 +256,27 @@ async fn record_of(ctx: &StepContext<'_>, user: &str) -> Result<Marker, Error> {
 /// itself). Best effort: an attempt whose progress is not recorded simply runs out at its
 /// deadline.
 async fn save_own(ctx: &StepContext<'_>, user: &str, marker: &mut Marker, own: &Attempt) {
-    match marker.find_mut(&own.token, own.started_ms) {
-        Some(a) => *a = own.clone(),
-        None => marker.attempts.push(own.clone()),
-    }
+    upsert_fresh(ctx, user, marker, own).await;
     if let Err(e) = ctx
         .clients
         .tag_user(user, MARKER_TAG, &marker.to_value())
         .await
     {
         warn!(error = %e, "could not record this attempt's progress in the marker tag; its lease runs out at its deadline");
+    }
+}
+
+/// Puts this attempt's record into the marker as the user's tags hold it now (read again
+/// just before the write, so that another attempt's entry written since this attempt last
+/// read is kept: the marker is one tag, rewritten whole). Falls back to `marker` as last read
+/// when the read fails.
+async fn upsert_fresh(ctx: &StepContext<'_>, user: &str, marker: &mut Marker, own: &Attempt) {
+    if let Ok(fresh) = record_of(ctx, user).await {
+        *marker = fresh;
+    }
+    match marker.find_mut(&own.token, own.started_ms) {
+        Some(a) => *a = own.clone(),
+        None => marker.attempts.push(own.clone()),
     }
 }
 
@@ -361,10 +372,7 @@ async fn mint(
             // Record the key at once, in the key record and in the attempt, in one request:
             // a key that is not recorded is never stored, since nothing could prove it ours.
             own.key = Some(key_id.clone());
-            match marker.find_mut(&own.token, own.started_ms) {
-                Some(a) => *a = own.clone(),
-                None => marker.attempts.push(own.clone()),
-            }
+            upsert_fresh(ctx, user, marker, own).await;
             let entry =
                 record::Entry::new(arn, Some(&ctx.event.token), KeyState::Minted, own.start);
             let written = ctx
