@@ -1,23 +1,29 @@
 //! Which of an IAM user's access keys this rotation may delete: the user tags that record
 //! ownership, and the rule that decides, as a pure function over facts fetched first.
 //!
-//! Two user tags (both under `ses-smtp-rotator:`, the only tag keys the template lets the
-//! function write):
+//! The function's user tags (all under `ses-smtp-rotator:`, the only tag keys the template
+//! lets it write):
 //!
 //! - [`OWNER_TAG`] = the secret's ARN (or its digest): the one secret whose rotation owns the
 //!   user's keys. Two secrets on one user would delete each other's working keys.
-//! - [`MARKER_TAG`]: createSecret's attempts. Before CreateAccessKey an attempt records itself
-//!   (a digest of the token, its start and its invocation deadline), then the key id
-//!   CreateAccessKey returned, then that it ended, before it answers. Its *lease* holds until
-//!   it ended or its deadline passed (Lambda cannot outlive the deadline, so a killed attempt
-//!   simply runs out). When CreateAccessKey fails definitely (a 4xx answer) the attempt is
-//!   recorded as having made nothing; when the outcome is unknown (timeout, lost or 5xx
-//!   response) a never-used key created within [`WINDOW_SECS`] of its start is its key.
+//! - the key record ([`crate::record`]), one tag per key.
+//! - the marker: createSecret's attempts, **one tag per attempt**
+//!   ([`ATTEMPT_TAG_PREFIX`]`<token>.<started ms>.<nonce>`), so that an attempt only ever
+//!   writes its own tag and two overlapping attempts can never erase each other's entry (IAM
+//!   tags have no compare-and-swap; a shared tag rewritten whole loses concurrent updates).
+//!   Before CreateAccessKey an attempt records itself (its invocation deadline), then the key
+//!   id CreateAccessKey returned, then that it ended, before it answers. Its *lease* holds
+//!   until it ended or its deadline passed (Lambda cannot outlive the deadline, so a killed
+//!   attempt simply runs out). When CreateAccessKey fails definitely (a 4xx answer) the
+//!   attempt is recorded as having made nothing; when the outcome is unknown (timeout, lost
+//!   or 5xx response) a never-used key created within [`WINDOW_SECS`] of its start is its
+//!   key. Earlier releases kept every attempt in one tag, [`MARKER_TAG`]: it is still read,
+//!   never written, and removed once nothing in it proves anything.
 //!
-//! Only provably stale keys are deleted, in every rotation: the key AWSPREVIOUS names, and
-//! keys that an ended or expired attempt made. A key a live attempt may still be storing is
-//! never deleted (the step answers a retryable error); a key named by AWSCURRENT is never
-//! deleted; any other key is refused by name ([`Error::UnadoptedAccessKey`]).
+//! Only provably stale keys are deleted (see [`plan_keys`]). A key a live attempt may still
+//! be storing is never deleted (the step answers a retryable error); a key named by
+//! AWSCURRENT is never deleted; any other key is left alone and named, and refused
+//! ([`Error::UnadoptedAccessKey`]) only when it leaves no room for the new key.
 
 use std::collections::HashMap;
 
@@ -28,8 +34,13 @@ use crate::record::{Entry, KeyState, Records};
 /// User tag naming the one secret whose rotation owns the user's keys.
 pub const OWNER_TAG: &str = "ses-smtp-rotator:secret";
 
-/// User tag holding createSecret's attempts.
+/// The user tag in which earlier releases kept every createSecret attempt (read, never
+/// written; removed once nothing in it proves anything).
 pub const MARKER_TAG: &str = "ses-smtp-rotator:creating-key";
+
+/// Prefix of an attempt's own tag: `ses-smtp-rotator:creating-key:<token>.<started ms>.<nonce>`
+/// = `<lease seconds>:<o|e|s|a>[:<key id>]`.
+pub const ATTEMPT_TAG_PREFIX: &str = "ses-smtp-rotator:creating-key:";
 
 /// How long after an attempt's start a key whose id it never learned (lost response) still
 /// counts as that attempt's: CreateAccessKey's own 10 s attempt limit plus slack.
@@ -39,8 +50,10 @@ pub const SKEW_SECS: i64 = 2;
 /// Longest lease an attempt can hold: Lambda's maximum timeout (15 minutes). An invocation
 /// cannot outlive it, so neither can its lease.
 pub const MAX_LEASE_SECS: i64 = 900;
-/// Attempts remembered (an IAM tag value holds 256 characters).
-const KEEP_ATTEMPTS: usize = 5;
+/// Most attempt tags kept on a user (IAM allows 50 tags per user): past it createSecret
+/// removes the oldest that are not live. Dropping an attempt only ever makes a key it made
+/// unexplained, which is left alone and reported, never deleted.
+pub const MAX_ATTEMPT_TAGS: usize = 8;
 
 /// The value of [`OWNER_TAG`] for a secret: its ARN, or a digest of it when too long for a tag.
 #[must_use]
@@ -68,6 +81,20 @@ pub fn token_digest(token: &str) -> String {
     hex_digest(token, 4)
 }
 
+/// Four random hex digits telling apart two attempts that began in the same millisecond
+/// (from the standard library's per-process random hash keys, mixed with the time and a
+/// counter; no cryptographic quality is needed).
+fn nonce(started_ms: i64) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_i64(started_ms);
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.write_u32(std::process::id());
+    format!("{:04x}", h.finish() & 0xffff)
+}
+
 /// What an attempt has recorded about itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttemptState {
@@ -88,8 +115,7 @@ pub enum AttemptState {
 pub struct Attempt {
     /// [`token_digest`] of the rotation's token.
     pub token: String,
-    /// Epoch milliseconds when it began: the attempt's identity (two attempts in one second
-    /// stay apart).
+    /// Epoch milliseconds when it began.
     pub started_ms: i64,
     /// Epoch seconds when it began (IAM's dates have one-second resolution).
     pub start: i64,
@@ -99,9 +125,33 @@ pub struct Attempt {
     pub key: Option<String>,
     /// What it recorded.
     pub state: AttemptState,
+    /// The tag that holds it (its identity): its own, or [`MARKER_TAG`] for an attempt an
+    /// earlier release recorded.
+    pub tag: String,
 }
 
 impl Attempt {
+    /// A new attempt of `token` (full) beginning at `started_ms` whose invocation must answer
+    /// by `deadline` (epoch seconds), with its own tag.
+    #[must_use]
+    pub fn begin(token: &str, started_ms: i64, deadline: i64) -> Self {
+        let token = token_digest(token);
+        let tag = format!(
+            "{ATTEMPT_TAG_PREFIX}{token}.{started_ms}.{}",
+            nonce(started_ms)
+        );
+        let start = started_ms.div_euclid(1000);
+        Self {
+            token,
+            started_ms,
+            start,
+            deadline: deadline.min(start + MAX_LEASE_SECS),
+            key: None,
+            state: AttemptState::Open,
+            tag,
+        }
+    }
+
     /// Whether its lease still holds at `now`.
     #[must_use]
     pub fn is_live(&self, now: i64) -> bool {
@@ -123,18 +173,19 @@ impl Attempt {
             && created <= self.start + WINDOW_SECS
     }
 
-    fn encode(&self) -> String {
-        let flag = match self.state {
-            AttemptState::Open => 'o',
-            AttemptState::Ended => 'e',
-            AttemptState::Stored => 's',
-            AttemptState::Ambiguous => 'a',
-        };
+    /// Whether an earlier release recorded it (in the shared [`MARKER_TAG`]).
+    #[must_use]
+    pub fn is_legacy(&self) -> bool {
+        self.tag == MARKER_TAG
+    }
+
+    /// The value of its own tag: `<lease>:<flag>[:<key>]` (at most 26 characters).
+    #[must_use]
+    pub fn tag_value(&self) -> String {
         let mut v = format!(
-            "{}:{}:{}:{flag}",
-            self.token,
-            self.started_ms,
-            (self.deadline - self.start).clamp(0, MAX_LEASE_SECS)
+            "{}:{}",
+            (self.deadline - self.start).clamp(0, MAX_LEASE_SECS),
+            self.flag()
         );
         if let Some(k) = &self.key {
             v.push(':');
@@ -143,24 +194,56 @@ impl Attempt {
         v
     }
 
-    fn decode(item: &str) -> Option<Self> {
-        let mut parts = item.split(':');
-        let token = parts.next()?.to_owned();
-        let started_ms = parts.next()?.parse::<i64>().ok()?;
-        let start = started_ms.div_euclid(1000);
-        // A lease never outlives Lambda's 15-minute maximum, whatever a tag says.
-        let lease = parts.next()?.parse::<i64>().ok()?.clamp(0, MAX_LEASE_SECS);
-        let state = match parts.next()? {
+    fn flag(&self) -> char {
+        match self.state {
+            AttemptState::Open => 'o',
+            AttemptState::Ended => 'e',
+            AttemptState::Stored => 's',
+            AttemptState::Ambiguous => 'a',
+        }
+    }
+
+    fn parse_flag(flag: &str) -> Option<AttemptState> {
+        Some(match flag {
             "o" => AttemptState::Open,
             "e" => AttemptState::Ended,
             "s" => AttemptState::Stored,
             "a" => AttemptState::Ambiguous,
             _ => return None,
-        };
-        let key = parts.next().map(str::to_owned);
-        if parts.next().is_some() || token.is_empty() {
+        })
+    }
+
+    /// Reads an attempt's own tag; `None` when it is not one this function wrote.
+    #[must_use]
+    pub fn from_tag(tag: &str, value: &str) -> Option<Self> {
+        let mut id = tag.strip_prefix(ATTEMPT_TAG_PREFIX)?.split('.');
+        let token = id.next()?.to_owned();
+        let started_ms = id.next()?.parse::<i64>().ok()?;
+        let nonce = id.next()?;
+        let hex = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit());
+        if id.next().is_some() || !hex(&token) || !hex(nonce) {
             return None;
         }
+        let mut parts = value.split(':');
+        let attempt = Self::from_parts(token, started_ms, &mut parts, tag)?;
+        parts.next().is_none().then_some(attempt)
+    }
+
+    /// `<lease>:<flag>[:<key>]` after the identity.
+    fn from_parts<'a>(
+        token: String,
+        started_ms: i64,
+        parts: &mut impl Iterator<Item = &'a str>,
+        tag: &str,
+    ) -> Option<Self> {
+        let start = started_ms.div_euclid(1000);
+        // A lease never outlives Lambda's 15-minute maximum, whatever a tag says.
+        let lease = parts.next()?.parse::<i64>().ok()?.clamp(0, MAX_LEASE_SECS);
+        let state = Self::parse_flag(parts.next()?)?;
+        let key = match parts.next() {
+            Some("") => return None,
+            k => k.map(str::to_owned),
+        };
         Some(Self {
             token,
             started_ms,
@@ -168,32 +251,49 @@ impl Attempt {
             deadline: start + lease,
             key,
             state,
+            tag: tag.to_owned(),
         })
+    }
+
+    /// One item of the earlier releases' shared marker: `<token>:<started_ms>:<lease>:<flag>[:<key>]`.
+    fn from_legacy_item(item: &str) -> Option<Self> {
+        let mut parts = item.split(':');
+        let token = parts.next()?.to_owned();
+        let started_ms = parts.next()?.parse::<i64>().ok()?;
+        if token.is_empty() {
+            return None;
+        }
+        let attempt = Self::from_parts(token, started_ms, &mut parts, MARKER_TAG)?;
+        parts.next().is_none().then_some(attempt)
     }
 }
 
-/// The attempts a [`MARKER_TAG`] value records.
+/// The attempts recorded on a user: every attempt tag, plus the earlier releases' shared
+/// marker tag.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Marker {
     /// Oldest first.
     pub attempts: Vec<Attempt>,
+    /// Whether the earlier releases' [`MARKER_TAG`] is present (even empty).
+    pub legacy_tag: bool,
 }
 
 impl Marker {
-    /// Parses a tag value; `None` when an item cannot be read (the marker is then refused,
-    /// never silently reset: see [`marker_of`]). The earlier format (`<token> <epoch>…
-    /// k:<key>…`, written by the first release) is read too: its times become ambiguous
-    /// attempts and its keys ended ones, so a rotation interrupted across the upgrade still
-    /// recognises its keys.
+    /// Parses the value of the earlier releases' shared [`MARKER_TAG`]; `None` when an item
+    /// cannot be read (the marker is then refused, never silently reset: see [`marker_of`]).
+    /// Two formats: `<token8>:<started_ms>:<lease>:<flag>[:<key>] …` (the release before
+    /// per-attempt tags) and `<token> <epoch>… k:<key>…` (the first release), whose times
+    /// become ambiguous attempts and whose keys ended ones, so a rotation interrupted across
+    /// the upgrade still recognises its keys.
     #[must_use]
-    pub fn parse(value: &str) -> Option<Self> {
+    pub fn parse_legacy(value: &str) -> Option<Vec<Attempt>> {
         let items: Vec<&str> = value.split_whitespace().collect();
-        let legacy = items
+        let first_release = items
             .first()
             .is_some_and(|first| !first.contains(':') && items.len() > 1);
-        if legacy {
+        if first_release {
             let token = token_digest(items[0]);
-            let attempts = items[1..]
+            return items[1..]
                 .iter()
                 .map(|p| match p.strip_prefix("k:") {
                     Some(k) => Some(Attempt {
@@ -203,6 +303,7 @@ impl Marker {
                         deadline: 0,
                         key: Some(k.to_owned()),
                         state: AttemptState::Ended,
+                        tag: MARKER_TAG.to_owned(),
                     }),
                     None => p.parse::<i64>().ok().map(|t| Attempt {
                         token: token.clone(),
@@ -211,41 +312,12 @@ impl Marker {
                         deadline: t + WINDOW_SECS,
                         key: None,
                         state: AttemptState::Ambiguous,
+                        tag: MARKER_TAG.to_owned(),
                     }),
                 })
-                .collect::<Option<Vec<_>>>()?;
-            return Some(Self { attempts });
+                .collect();
         }
-        Some(Self {
-            attempts: items
-                .iter()
-                .map(|i| Attempt::decode(i))
-                .collect::<Option<Vec<_>>>()?,
-        })
-    }
-
-    /// The tag value (the most recent attempts that fit).
-    #[must_use]
-    pub fn to_value(&self) -> String {
-        let skip = self.attempts.len().saturating_sub(KEEP_ATTEMPTS);
-        self.attempts[skip..]
-            .iter()
-            .map(Attempt::encode)
-            .collect::<Vec<_>>()
-            .join(" ")
-    }
-
-    /// Whether the marker records nothing.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.attempts.is_empty()
-    }
-
-    /// The attempt of `token` (digest) that began at `started_ms`, if recorded.
-    pub fn find_mut(&mut self, token: &str, started_ms: i64) -> Option<&mut Attempt> {
-        self.attempts
-            .iter_mut()
-            .find(|a| a.token == token && a.started_ms == started_ms)
+        items.iter().map(|i| Attempt::from_legacy_item(i)).collect()
     }
 
     /// Whether any attempt of `token` (full token) made a key or may have.
@@ -258,31 +330,80 @@ impl Marker {
             .find(|a| a.token == t && (a.key.is_some() || a.has_window()))
     }
 
-    /// A live attempt of `token` (full token) other than the one that began at `started_ms`.
+    /// A live attempt of `own`'s token other than `own`. With `earlier_only`, only one that
+    /// began before it (by start, then tag): of two attempts that each see the other, exactly
+    /// one yields.
     #[must_use]
-    pub fn other_live(&self, token: &str, started_ms: i64, now: i64) -> Option<&Attempt> {
-        let t = token_digest(token);
-        self.attempts
-            .iter()
-            .find(|a| a.token == t && a.started_ms != started_ms && a.is_live(now))
+    pub fn other_live(&self, own: &Attempt, now: i64, earlier_only: bool) -> Option<&Attempt> {
+        self.attempts.iter().find(|a| {
+            a.token == own.token
+                && a.tag != own.tag
+                && a.is_live(now)
+                && (!earlier_only || (a.started_ms, &a.tag) < (own.started_ms, &own.tag))
+        })
+    }
+
+    /// The tags to remove so that only the attempts `keep` selects remain: every other
+    /// attempt's own tag, and the shared [`MARKER_TAG`] once none of its attempts is kept.
+    /// Past [`MAX_ATTEMPT_TAGS`], the oldest kept attempts that are not live go too.
+    #[must_use]
+    pub fn tags_to_drop(&self, now: i64, keep: impl Fn(&Attempt) -> bool) -> Vec<String> {
+        let mut drop: Vec<String> = Vec::new();
+        let mut kept_own = Vec::new();
+        for a in &self.attempts {
+            if a.is_legacy() {
+                continue;
+            }
+            if keep(a) {
+                kept_own.push(a);
+            } else {
+                drop.push(a.tag.clone());
+            }
+        }
+        let mut excess = kept_own.len().saturating_sub(MAX_ATTEMPT_TAGS);
+        for a in kept_own {
+            if excess == 0 {
+                break;
+            }
+            if !a.is_live(now) {
+                drop.push(a.tag.clone());
+                excess -= 1;
+            }
+        }
+        let legacy_kept = self.attempts.iter().any(|a| a.is_legacy() && keep(a));
+        if self.legacy_tag && !legacy_kept {
+            drop.push(MARKER_TAG.to_owned());
+        }
+        drop
     }
 }
 
 /// The marker among a user's tags (empty when there is none).
 ///
 /// # Errors
-/// [`Error::KeyRecordUnreadable`] when the tag holds something this function did not write.
-pub fn marker_of(
-    user: &str,
-    tags: &std::collections::HashMap<String, String>,
-) -> Result<Marker, Error> {
-    match tags.get(MARKER_TAG) {
-        None => Ok(Marker::default()),
-        Some(v) => Marker::parse(v).ok_or_else(|| Error::KeyRecordUnreadable {
-            iam_user: user.to_owned(),
-            tag: MARKER_TAG.to_owned(),
-        }),
+/// [`Error::KeyRecordUnreadable`] naming the tag, when an attempt tag (or the earlier
+/// releases' marker tag) holds something this function did not write.
+pub fn marker_of(user: &str, tags: &HashMap<String, String>) -> Result<Marker, Error> {
+    let unreadable = |tag: &str| Error::KeyRecordUnreadable {
+        iam_user: user.to_owned(),
+        tag: tag.to_owned(),
+    };
+    let mut marker = Marker::default();
+    if let Some(v) = tags.get(MARKER_TAG) {
+        marker.legacy_tag = true;
+        marker.attempts = Marker::parse_legacy(v).ok_or_else(|| unreadable(MARKER_TAG))?;
     }
+    for (k, v) in tags {
+        if k.starts_with(ATTEMPT_TAG_PREFIX) {
+            marker
+                .attempts
+                .push(Attempt::from_tag(k, v).ok_or_else(|| unreadable(k))?);
+        }
+    }
+    marker
+        .attempts
+        .sort_by(|a, b| (a.started_ms, &a.tag).cmp(&(b.started_ms, &b.tag)));
+    Ok(marker)
 }
 
 /// Everything the key decision looks at, fetched before it is made.
@@ -532,12 +653,9 @@ mod tests {
 
     fn attempt(start: i64, key: Option<&str>, state: AttemptState) -> Attempt {
         Attempt {
-            token: token_digest(TOK),
-            started_ms: start * 1000,
-            start,
-            deadline: start + 300,
             key: key.map(str::to_owned),
             state,
+            ..Attempt::begin(TOK, start * 1000, start + 300)
         }
     }
 
@@ -588,6 +706,7 @@ mod tests {
     fn run(r: &Row) -> Result<KeyPlan, Error> {
         let marker = Marker {
             attempts: r.attempts.clone(),
+            legacy_tag: false,
         };
         let records = Records {
             keys: r
@@ -905,6 +1024,7 @@ mod tests {
     fn lookups_cover_exactly_the_unexplained_keys() {
         let marker = Marker {
             attempts: vec![attempt(NOW, Some("AKIAB"), AttemptState::Ended)],
+            legacy_tag: false,
         };
         let records = Records {
             keys: [("AKIAD".to_owned(), Entry::Adopted)].into_iter().collect(),
@@ -925,43 +1045,145 @@ mod tests {
         );
     }
 
+    fn tags_of(m: &[&Attempt]) -> HashMap<String, String> {
+        m.iter().map(|a| (a.tag.clone(), a.tag_value())).collect()
+    }
+
     #[test]
-    fn marker_round_trips_and_fits_a_tag() {
-        let mut m = Marker::default();
-        for i in 0..9 {
-            m.attempts.push(Attempt {
-                token: token_digest(TOK),
-                started_ms: (NOW + i) * 1000 + 999,
-                start: NOW + i,
-                deadline: NOW + i + 900,
-                key: Some("AKIAABCDEFGHIJKLMNOP".into()),
-                state: AttemptState::Ambiguous,
-            });
+    fn attempt_tags_round_trip_and_fit() {
+        let a = Attempt {
+            key: Some("AKIAABCDEFGHIJKLMNOP".into()),
+            state: AttemptState::Ambiguous,
+            ..Attempt::begin(TOK, NOW * 1000 + 999, NOW + 900)
+        };
+        // IAM: a tag key holds 128 characters, a value 256.
+        assert!(a.tag.len() <= 128 && a.tag_value().len() <= 26, "{a:?}");
+        assert!(a.tag.starts_with(ATTEMPT_TAG_PREFIX), "{}", a.tag);
+        let b = Attempt::begin(TOK, NOW * 1000, NOW + 60);
+        let m = marker_of("u", &tags_of(&[&a, &b])).unwrap();
+        // Oldest first, every field back.
+        assert_eq!(m.attempts, vec![b.clone(), a.clone()]);
+        assert!(!m.legacy_tag);
+        // Two attempts of one token in the same millisecond have different tags.
+        let twin = Attempt::begin(TOK, NOW * 1000, NOW + 60);
+        assert_ne!(twin.tag, b.tag);
+        // Something this function did not write is refused by its tag, not read as nothing.
+        for (tag, value) in [
+            (a.tag.clone(), "60:o:".to_owned()),
+            (a.tag.clone(), "60:x".to_owned()),
+            (a.tag.clone(), "60:o:AKIA:more".to_owned()),
+            (a.tag.clone(), "edited by hand".to_owned()),
+            (format!("{ATTEMPT_TAG_PREFIX}zz.1.ab"), "60:o".to_owned()),
+            (format!("{ATTEMPT_TAG_PREFIX}abcd.1"), "60:o".to_owned()),
+            (MARKER_TAG.to_owned(), "garbage x:y".to_owned()),
+        ] {
+            let tags: HashMap<_, _> = [(tag.clone(), value)].into_iter().collect();
+            match marker_of("u", &tags) {
+                Err(Error::KeyRecordUnreadable { tag: t, .. }) => assert_eq!(t, tag),
+                other => panic!("{tag}: {other:?}"),
+            }
         }
-        let v = m.to_value();
-        assert!(v.len() <= 256, "{} chars: {v}", v.len());
-        let back = Marker::parse(&v).unwrap();
-        assert_eq!(back.attempts.len(), KEEP_ATTEMPTS);
-        assert_eq!(back.attempts, m.attempts[9 - KEEP_ATTEMPTS..]);
-        assert_eq!(Marker::parse(""), Some(Marker::default()));
-        // Something this function did not write is refused, not read as "nothing recorded".
-        assert_eq!(Marker::parse("garbage x:y"), None);
-        let mut tags = std::collections::HashMap::new();
-        tags.insert(MARKER_TAG.to_owned(), format!("{v} junk"));
+    }
+
+    #[test]
+    fn reads_the_shared_marker_of_earlier_releases() {
+        // The release before per-attempt tags: `<token>:<ms>:<lease>:<flag>[:<key>]`.
+        let tags: HashMap<_, _> = [(
+            MARKER_TAG.to_owned(),
+            format!(
+                "{t}:{}:300:o {t}:{}:300:e:AKIAOLD",
+                NOW * 1000,
+                NOW * 1000 + 5,
+                t = token_digest(TOK)
+            ),
+        )]
+        .into_iter()
+        .collect();
+        let m = marker_of("u", &tags).unwrap();
+        assert!(m.legacy_tag && m.attempts.iter().all(Attempt::is_legacy));
+        assert!(m.attempts[0].covers(NOW) && m.attempts[0].is_live(NOW));
+        assert_eq!(m.attempts[1].key.as_deref(), Some("AKIAOLD"));
+        // The first release: `<token> <epoch>… k:<key>…`.
+        let first = Marker::parse_legacy(&format!("{TOK} 100 160 k:AKIAOLD")).unwrap();
+        assert_eq!(first.len(), 3);
+        assert!(first[0].covers(110) && !first[0].covers(120));
+        let m = Marker {
+            attempts: first,
+            legacy_tag: true,
+        };
+        assert!(m.made_key_for(TOK).is_some());
+        assert!(m.made_key_for("other").is_none());
+        // An empty shared tag records nothing but still goes.
+        let empty: HashMap<_, _> = [(MARKER_TAG.to_owned(), String::new())]
+            .into_iter()
+            .collect();
+        let m = marker_of("u", &empty).unwrap();
+        assert!(m.attempts.is_empty() && m.legacy_tag);
+        assert_eq!(m.tags_to_drop(NOW, |_| false), vec![MARKER_TAG.to_owned()]);
+    }
+
+    #[test]
+    fn dropping_attempts_names_their_own_tags_only() {
+        let old = attempt(NOW - 100, None, AttemptState::Ended);
+        let live = attempt(NOW, None, AttemptState::Open);
+        let legacy = Attempt {
+            tag: MARKER_TAG.to_owned(),
+            ..attempt(NOW - 50, Some("AKIAOLD"), AttemptState::Ended)
+        };
+        let m = Marker {
+            attempts: vec![legacy.clone(), old.clone(), live.clone()],
+            legacy_tag: true,
+        };
+        // The shared tag stays while one of its attempts is kept, and goes with the last.
         assert_eq!(
-            marker_of("u", &tags).unwrap_err().error_type(),
-            "KeyRecordUnreadable"
+            m.tags_to_drop(NOW, |a| a.is_live(NOW) || a.key.is_some()),
+            vec![old.tag.clone()]
+        );
+        let mut all = m.tags_to_drop(NOW, |_| false);
+        all.sort();
+        let mut want = vec![old.tag.clone(), live.tag.clone(), MARKER_TAG.to_owned()];
+        want.sort();
+        assert_eq!(all, want);
+        // Past the cap the oldest kept attempts that are not live go; a live one never does.
+        let mut many: Vec<Attempt> = (0..12)
+            .map(|i| attempt(NOW - 100 + i, None, AttemptState::Ambiguous))
+            .collect();
+        many[0].state = AttemptState::Open;
+        many[0].deadline = NOW + 10;
+        let m = Marker {
+            attempts: many.clone(),
+            legacy_tag: false,
+        };
+        let drop = m.tags_to_drop(NOW, |_| true);
+        assert_eq!(drop.len(), 12 - MAX_ATTEMPT_TAGS);
+        assert!(!drop.contains(&many[0].tag));
+        assert_eq!(
+            drop,
+            many[1..=12 - MAX_ATTEMPT_TAGS]
+                .iter()
+                .map(|a| a.tag.clone())
+                .collect::<Vec<_>>()
         );
     }
 
     #[test]
-    fn reads_the_first_release_marker() {
-        let m = Marker::parse(&format!("{TOK} 100 160 k:AKIAOLD")).unwrap();
-        assert_eq!(m.attempts.len(), 3);
-        assert!(m.attempts[0].covers(110) && !m.attempts[0].covers(120));
-        assert_eq!(m.attempts[2].key.as_deref(), Some("AKIAOLD"));
-        assert!(m.made_key_for(TOK).is_some());
-        assert!(m.made_key_for("other").is_none());
+    fn of_two_attempts_that_see_each_other_exactly_one_yields() {
+        let a = attempt(NOW, None, AttemptState::Open);
+        let b = Attempt {
+            state: AttemptState::Open,
+            ..Attempt::begin(TOK, NOW * 1000 + 1, NOW + 300)
+        };
+        let other_token = Attempt::begin("another", NOW * 1000 - 5, NOW + 300);
+        let m = Marker {
+            attempts: vec![other_token, a.clone(), b.clone()],
+            legacy_tag: false,
+        };
+        assert_eq!(m.other_live(&a, NOW, true), None);
+        assert_eq!(m.other_live(&b, NOW, true), Some(&a));
+        // Without the tie-break each sees the other.
+        assert_eq!(m.other_live(&a, NOW, false), Some(&b));
+        // An ended or expired attempt is no reason to yield.
+        assert_eq!(m.other_live(&b, NOW + 301, true), None);
     }
 
     #[test]
@@ -970,20 +1192,26 @@ mod tests {
             deadline: NOW + 86_400,
             ..attempt(NOW, Some("AKIAABCDEFGHIJKLMNOP"), AttemptState::Open)
         };
-        let m = Marker::parse(&long.encode()).unwrap();
+        let m = marker_of("u", &tags_of(&[&long])).unwrap();
         assert_eq!(m.attempts[0].deadline, NOW + MAX_LEASE_SECS);
         assert!(!m.attempts[0].is_live(NOW + MAX_LEASE_SECS + 1));
-        // A tag written by hand (or by an older release) with a longer lease is clamped too.
-        let hand = format!("{}:{}:99999:o", token_digest(TOK), NOW * 1000);
         assert_eq!(
-            Marker::parse(&hand).unwrap().attempts[0].deadline,
+            Attempt::begin(TOK, NOW * 1000, NOW + 86_400).deadline,
             NOW + MAX_LEASE_SECS
         );
-        // Five attempts at the longest lease, each with a key, fit one tag value.
-        let full = Marker {
-            attempts: vec![long; KEEP_ATTEMPTS],
-        };
-        assert!(full.to_value().len() <= 256, "{}", full.to_value().len());
+        // A tag written by hand (or by an older release) with a longer lease is clamped too.
+        let hand: HashMap<_, _> = [(long.tag.clone(), "99999:o".to_owned())]
+            .into_iter()
+            .collect();
+        assert_eq!(
+            marker_of("u", &hand).unwrap().attempts[0].deadline,
+            NOW + MAX_LEASE_SECS
+        );
+        let legacy = format!("{}:{}:99999:o", token_digest(TOK), NOW * 1000);
+        assert_eq!(
+            Marker::parse_legacy(&legacy).unwrap()[0].deadline,
+            NOW + MAX_LEASE_SECS
+        );
     }
 
     #[test]

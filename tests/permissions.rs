@@ -201,37 +201,25 @@ fn a_secret_under_a_customer_managed_key_rotates_through_secrets_manager_only() 
     env.expect_denial("kms:Decrypt");
 }
 
-/// Moves every createSecret attempt of the user's marker back by `secs` (as if that much time
-/// had passed since they began).
+/// Moves every createSecret attempt recorded on the user back by `secs` (as if that much
+/// time had passed since they began). An attempt's start is part of its tag's key
+/// (`ses-smtp-rotator:creating-key:<token>.<started ms>.<nonce>`), so each becomes a new tag.
 fn age_marker(env: &Env, user: &str, secs: i64) {
-    let tags = env.user_tags(user);
-    let (_, value) = tags
-        .iter()
-        .find(|(k, _)| k == "ses-smtp-rotator:creating-key")
-        .expect("marker");
-    let aged: Vec<String> = value
-        .split_whitespace()
-        .map(|item| {
-            let mut parts: Vec<String> = item.split(':').map(str::to_owned).collect();
-            let ms: i64 = parts[1].parse().expect("started_ms");
-            parts[1] = (ms - secs * 1000).to_string();
-            parts.join(":")
-        })
+    const PREFIX: &str = "ses-smtp-rotator:creating-key:";
+    let attempts: Vec<(String, String)> = env
+        .user_tags(user)
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(PREFIX))
         .collect();
-    env.block_on(
-        env.iam
-            .tag_user()
-            .user_name(user)
-            .tags(
-                aws_sdk_iam::types::Tag::builder()
-                    .key("ses-smtp-rotator:creating-key")
-                    .value(aged.join(" "))
-                    .build()
-                    .expect("tag"),
-            )
-            .send(),
-    )
-    .expect("tag");
+    assert!(!attempts.is_empty(), "no attempt recorded on {user}");
+    for (key, value) in attempts {
+        let id: Vec<&str> = key[PREFIX.len()..].split('.').collect();
+        let ms: i64 = id[1].parse().expect("started ms");
+        env.block_on(env.iam.untag_user().user_name(user).tag_keys(&key).send())
+            .expect("untag");
+        let aged = format!("{PREFIX}{}.{}.{}", id[0], ms - secs * 1000, id[2]);
+        env.tag_user(user, &aged, &value);
+    }
 }
 
 /// A pending key deleted by hand, with GetAccessKeyLastUsed answering for the missing key as

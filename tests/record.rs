@@ -418,6 +418,10 @@ fn an_unreadable_record_is_refused_before_any_change() {
     for (key, value) in [
         (format!("ses-smtp-rotator:key:{current}"), "current"),
         ("ses-smtp-rotator:creating-key".to_owned(), "edited by hand"),
+        (
+            "ses-smtp-rotator:creating-key:0a1b2c3d.1765000000000.beef".to_owned(),
+            "edited by hand",
+        ),
     ] {
         let saved = tag(&env, "ses-smtp", &key);
         env.tag_user("ses-smtp", &key, value);

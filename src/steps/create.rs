@@ -19,10 +19,7 @@ use super::{
 use crate::aws::{CreateKeyError, KeyInfo, SecretState, Stage};
 use crate::config::path_is_under;
 use crate::error::Error;
-use crate::ownership::{
-    self, Attempt, AttemptState, KeyFacts, MARKER_TAG, Marker, OWNER_TAG, owner_tag_value,
-    token_digest,
-};
+use crate::ownership::{self, Attempt, AttemptState, KeyFacts, Marker, OWNER_TAG, owner_tag_value};
 use crate::password::SecretAccessKey;
 use crate::record::{self, KeyState};
 use crate::secret::SecretDocument;
@@ -141,48 +138,39 @@ pub async fn create_secret(ctx: &StepContext<'_>) -> Result<String, Error> {
                     && e.at() < now - ownership::LISTING_LAG_SECS)
         })
         .map(|(id, _)| record::tag_key(id))
+        .chain(pruned(marker, &keys, &plan.stale, current_key, now))
         .collect();
     ctx.clients.untag_user_all(user, &dangling).await?;
     for key in &plan.foreign {
         warn!(iam_user = %user, key_id = %key,
               "left alone a key this function has no record of making for this secret: adopt it (tag ses-smtp-rotator:key:<id>=adopt) or delete it");
     }
-    let marker = marker.clone();
-    let stale = plan.stale.clone();
     let foreign = plan.foreign.clone();
 
-    // 4. Minting: the attempt is recorded before CreateAccessKey, its key right after.
-    let mut own = Attempt {
-        token: token_digest(&ctx.event.token),
-        started_ms: super::now_epoch_ms(),
-        start: now,
-        deadline: deadline_epoch(ctx),
-        key: None,
-        state: AttemptState::Open,
-    };
-    let mut marker = pruned(marker, &keys, &stale, current_key, now);
-    marker.attempts.push(own.clone());
+    // 4. Minting: the attempt is recorded (in its own tag) before CreateAccessKey, its key
+    //    right after.
+    let mut own = Attempt::begin(&ctx.event.token, super::now_epoch_ms(), deadline_epoch(ctx));
     ctx.clients
-        .tag_user(user, MARKER_TAG, &marker.to_value())
+        .tag_user(user, &own.tag, &own.tag_value())
         .await?;
-    // Another attempt of this rotation that recorded itself meanwhile is running: let it
-    // finish. The tags are read again after our own write, which catches most overlaps, but
-    // tags are no lock: an attempt that read the marker before ours was written overwrites
-    // our record with its own, and then neither yields. Those interleavings end at IAM's
-    // two-key limit (a regular rotation) or at PutSecretValue's ResourceExists (a bootstrap),
-    // both handled below.
-    let mut marker = yield_to_other(ctx, arn, user, &mut own, now).await??;
-    let (key_id, secret) = match mint(ctx, arn, user, &mut marker, &mut own).await {
+    // Another attempt of this rotation that recorded itself earlier is running: let it
+    // finish. The tags are read again after our own write: of two attempts that each wrote
+    // before reading, at least the later sees the earlier and yields (the earlier one goes
+    // on). Under IAM's eventual consistency both may still miss each other; those
+    // interleavings end at IAM's two-key limit (a regular rotation) or at PutSecretValue's
+    // ResourceExists (a bootstrap), both handled below.
+    yield_to_other(ctx, arn, user, &mut own, now, true).await??;
+    let (key_id, secret) = match mint(ctx, arn, user, &mut own).await {
         Ok(minted) => minted,
         // IAM refused a key for the two-key limit although the stale keys went: another
         // attempt made one meanwhile (tags are no lock; this is the race's definite end). Say
-        // so, retryably, when the marker shows it. When none is live any more, the other
-        // attempt may have finished meanwhile: if it stored this version's credentials, this
-        // attempt is done too (a re-run's answer).
+        // so, retryably, when the marker shows any other live attempt. When none is live any
+        // more, the other attempt may have finished meanwhile: if it stored this version's
+        // credentials, this attempt is done too (a re-run's answer).
         Err(e) if e.limit_exceeded => {
-            let mut marker = yield_to_other(ctx, arn, user, &mut own, now_epoch()).await??;
+            yield_to_other(ctx, arn, user, &mut own, now_epoch(), false).await??;
             own.state = AttemptState::Ended;
-            save_own(ctx, user, &mut marker, &own).await;
+            save_own(ctx, user, &own).await;
             return match already_stored(ctx, arn, &current).await? {
                 Some(done) => {
                     info!("an overlapping attempt of this rotation stored the credentials first");
@@ -200,7 +188,7 @@ pub async fn create_secret(ctx: &StepContext<'_>) -> Result<String, Error> {
         Ok(Stored::Mine(_)) => AttemptState::Stored,
         _ => AttemptState::Ended,
     };
-    save_own(ctx, user, &mut marker, &own).await;
+    save_own(ctx, user, &own).await;
     result.map(|stored| {
         let done = stored.answer();
         if foreign.is_empty() {
@@ -214,23 +202,24 @@ pub async fn create_secret(ctx: &StepContext<'_>) -> Result<String, Error> {
     })
 }
 
-/// Reads the marker again. When another attempt of this rotation is live, this one ends
-/// (recorded, best effort) and the inner `Err` is the retryable answer to give; otherwise the
-/// marker as read.
+/// Reads the marker again. When another live attempt of this rotation (with
+/// `earlier_only`, one that began before this one) is recorded, this one ends (recorded, best
+/// effort) and the inner `Err` is the retryable answer to give.
 async fn yield_to_other(
     ctx: &StepContext<'_>,
     arn: &str,
     user: &str,
     own: &mut Attempt,
     now: i64,
-) -> Result<Result<Marker, Error>, Error> {
-    let mut marker = record_of(ctx, user).await?;
-    let Some(other) = marker.other_live(&ctx.event.token, own.started_ms, now) else {
-        return Ok(Ok(marker));
+    earlier_only: bool,
+) -> Result<Result<(), Error>, Error> {
+    let marker = ownership::marker_of(user, &ctx.clients.user_tags(user).await?)?;
+    let Some(other) = marker.other_live(own, now, earlier_only) else {
+        return Ok(Ok(()));
     };
     let err = in_progress(arn, other, now);
     own.state = AttemptState::Ended;
-    save_own(ctx, user, &mut marker, own).await;
+    save_own(ctx, user, own).await;
     Ok(Err(err))
 }
 
@@ -247,36 +236,12 @@ fn in_progress(arn: &str, other: &Attempt, now: i64) -> Error {
     }
 }
 
-/// The marker as the user's tags hold it now.
-async fn record_of(ctx: &StepContext<'_>, user: &str) -> Result<Marker, Error> {
-    ownership::marker_of(user, &ctx.clients.user_tags(user).await?)
-}
-
-/// Writes this attempt's record into the marker (as last read, after this attempt recorded
-/// itself). Best effort: an attempt whose progress is not recorded simply runs out at its
-/// deadline.
-async fn save_own(ctx: &StepContext<'_>, user: &str, marker: &mut Marker, own: &Attempt) {
-    upsert_fresh(ctx, user, marker, own).await;
-    if let Err(e) = ctx
-        .clients
-        .tag_user(user, MARKER_TAG, &marker.to_value())
-        .await
-    {
-        warn!(error = %e, "could not record this attempt's progress in the marker tag; its lease runs out at its deadline");
-    }
-}
-
-/// Puts this attempt's record into the marker as the user's tags hold it now (read again
-/// just before the write, so that another attempt's entry written since this attempt last
-/// read is kept: the marker is one tag, rewritten whole). Falls back to `marker` as last read
-/// when the read fails.
-async fn upsert_fresh(ctx: &StepContext<'_>, user: &str, marker: &mut Marker, own: &Attempt) {
-    if let Ok(fresh) = record_of(ctx, user).await {
-        *marker = fresh;
-    }
-    match marker.find_mut(&own.token, own.started_ms) {
-        Some(a) => *a = own.clone(),
-        None => marker.attempts.push(own.clone()),
+/// Writes this attempt's progress to its own tag (no other attempt writes it, so nothing is
+/// read first and nothing of another attempt can be lost). Best effort: an attempt whose
+/// progress is not recorded simply runs out at its deadline.
+async fn save_own(ctx: &StepContext<'_>, user: &str, own: &Attempt) {
+    if let Err(e) = ctx.clients.tag_user(user, &own.tag, &own.tag_value()).await {
+        warn!(error = %e, "could not record this attempt's progress in its tag; its lease runs out at its deadline");
     }
 }
 
@@ -336,25 +301,25 @@ async fn previous_key(
         .and_then(|d| d.credentials.map(|c| c.username)))
 }
 
-/// The marker without attempts that prove nothing any more: ended or expired attempts whose
-/// key is gone or is now the current key, and ambiguous windows older than ten minutes (IAM's
-/// eventual consistency is seconds).
+/// The attempt tags that prove nothing any more (removed before this attempt records
+/// itself): ended or expired attempts whose key is gone or is now the current key, ambiguous
+/// windows older than ten minutes (IAM's eventual consistency is seconds), and past
+/// [`ownership::MAX_ATTEMPT_TAGS`] the oldest that are not live.
 fn pruned(
-    mut marker: Marker,
+    marker: &Marker,
     keys: &[KeyInfo],
     deleted: &[String],
     current_key: Option<&str>,
     now: i64,
-) -> Marker {
+) -> Vec<String> {
     let listed = |k: &str| keys.iter().any(|x| x.id == k) && !deleted.iter().any(|d| d == k);
-    marker.attempts.retain(|a| {
+    marker.tags_to_drop(now, |a| {
         a.is_live(now)
             || a.key
                 .as_deref()
                 .is_some_and(|k| listed(k) && Some(k) != current_key)
             || (a.has_window() && a.start > now - 600)
-    });
-    marker
+    })
 }
 
 /// Phase 4: CreateAccessKey, recording its outcome in the marker: the key id, or for a
@@ -363,7 +328,6 @@ async fn mint(
     ctx: &StepContext<'_>,
     arn: &str,
     user: &str,
-    marker: &mut Marker,
     own: &mut Attempt,
 ) -> Result<(String, SecretAccessKey), CreateKeyError> {
     match ctx.clients.create_key(user).await {
@@ -372,7 +336,6 @@ async fn mint(
             // Record the key at once, in the key record and in the attempt, in one request:
             // a key that is not recorded is never stored, since nothing could prove it ours.
             own.key = Some(key_id.clone());
-            upsert_fresh(ctx, user, marker, own).await;
             let entry =
                 record::Entry::new(arn, Some(&ctx.event.token), KeyState::Minted, own.start);
             let written = ctx
@@ -380,7 +343,7 @@ async fn mint(
                 .tag_user_all(
                     user,
                     &[
-                        (MARKER_TAG.to_owned(), marker.to_value()),
+                        (own.tag.clone(), own.tag_value()),
                         (record::tag_key(&key_id), entry.to_value()),
                     ],
                 )
@@ -389,7 +352,7 @@ async fn mint(
                 warn!(key_id = %key_id, "could not record the new key; deleting it");
                 own.state = AttemptState::Ended;
                 if ctx.clients.delete_key(user, &key_id).await.is_ok() {
-                    save_own(ctx, user, marker, own).await;
+                    save_own(ctx, user, own).await;
                 }
                 return Err(CreateKeyError {
                     error,
@@ -405,7 +368,7 @@ async fn mint(
             } else {
                 AttemptState::Ended
             };
-            save_own(ctx, user, marker, own).await;
+            save_own(ctx, user, own).await;
             Err(failed)
         }
     }

@@ -14,7 +14,7 @@ use super::{
 use crate::aws::{KeyLookup, Stage};
 use crate::config::OldKeyAction;
 use crate::error::Error;
-use crate::ownership::{MARKER_TAG, OWNER_TAG, owner_tag_value, token_digest};
+use crate::ownership::{OWNER_TAG, owner_tag_value, token_digest};
 use crate::record::{Entry, KeyState, tag_key};
 use crate::secret::{SecretDocument, SecretError};
 
@@ -334,10 +334,9 @@ async fn retire(
     ))
 }
 
-/// Clears this rotation's attempts from the marker tag (the tag goes when nothing else is
-/// recorded). A key an ended or expired attempt of this rotation made (named by the attempt
-/// or recorded as minted by this token), or a never-used key in the window of one whose
-/// outcome was unknown, is deleted first (never the new current key, never a key the record
+/// Clears this rotation's attempts (their tags). A key an ended or expired attempt of this
+/// rotation made (named by the attempt or recorded as minted by this token), or a never-used
+/// key in the window of one whose outcome was unknown, is deleted first (never the new current key, never a key the record
 /// shows current or superseded), so the completed rotation leaves no key the record does not
 /// explain. Attempts still running are kept: their key, if any, is deleted by the attempt
 /// itself when it finds the version taken, or by the next rotation. Returns how many keys
@@ -404,24 +403,13 @@ async fn clear_marker(
             }
         }
     }
-    // This rotation's attempts go (a live one that made the new key is done as well), from
-    // the marker as it is now: another rotation's attempt may have recorded itself meanwhile.
-    let fresh = ctx.clients.user_tags(user).await?;
-    if !fresh.contains_key(MARKER_TAG) {
-        return Ok(removed);
-    }
-    let mut marker = crate::ownership::marker_of(user, &fresh)?;
-    let before = marker.clone();
-    marker.attempts.retain(|a| {
-        a.token != token && a.key.as_deref() != Some(new_key)
-            || a.token == token && a.is_live(now) && a.key.as_deref() != Some(new_key)
+    // This rotation's attempts go (a live one that made the new key is done as well), each
+    // by its own tag, from the tags as they are now: an attempt that recorded itself
+    // meanwhile is seen, and no other attempt's tag is touched.
+    let fresh = crate::ownership::marker_of(user, &ctx.clients.user_tags(user).await?)?;
+    let drop = fresh.tags_to_drop(now, |a| {
+        a.key.as_deref() != Some(new_key) && (a.token != token || a.is_live(now))
     });
-    if marker.is_empty() {
-        ctx.clients.untag_user(user, MARKER_TAG).await?;
-    } else if marker != before {
-        ctx.clients
-            .tag_user(user, MARKER_TAG, &marker.to_value())
-            .await?;
-    }
+    ctx.clients.untag_user_all(user, &drop).await?;
     Ok(removed)
 }

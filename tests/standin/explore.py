@@ -90,6 +90,7 @@ USER = "ses-smtp"
 USER_PATH = "/ses-smtp/"
 SECRET_NAME = "smtp/explore"
 RECORD_TAG = "ses-smtp-rotator:key:"
+ATTEMPT_TAG = "ses-smtp-rotator:creating-key:"
 # Retryable answers that only the passing of time resolves (src/ownership.rs LISTING_LAG_SECS).
 LAG_ERRORS = ("KeyNotYetVisible", "PendingNotReadable")
 LISTING_LAG_SECS = 120
@@ -260,21 +261,20 @@ class World:
         """Moves every time the function recorded on the user (its attempts' starts, its key
         records' epochs) back by ``secs``: the model of Secrets Manager's later retry, which
         comes minutes after a retryable error, without waiting those minutes."""
-        aged = []
+        aged, gone = [], []
         for k, v in self.tags().items():
-            if k == "ses-smtp-rotator:creating-key":
-                items = []
-                for item in v.split():
-                    parts = item.split(":")
-                    if len(parts) >= 4 and parts[1].isdigit():
-                        parts[1] = str(int(parts[1]) - secs * 1000)
-                    items.append(":".join(parts))
-                aged.append({"Key": k, "Value": " ".join(items)})
+            if k.startswith(ATTEMPT_TAG):
+                # An attempt's start is in its tag's key: the aged attempt is a new tag.
+                token, ms, nonce = k[len(ATTEMPT_TAG):].split(".")
+                gone.append(k)
+                aged.append({"Key": f"{ATTEMPT_TAG}{token}.{int(ms) - secs * 1000}.{nonce}", "Value": v})
             elif k.startswith(RECORD_TAG) and v != "adopt":
                 parts = v.split(":")
                 if len(parts) == 4 and parts[3].isdigit():
                     parts[3] = str(int(parts[3]) - secs)
                     aged.append({"Key": k, "Value": ":".join(parts)})
+        if gone:
+            self.st.moto.iam().untag_user(USER, gone)
         if aged:
             self.st.moto.iam().tag_user(USER, aged)
 

@@ -120,12 +120,15 @@ def test_shared_scope_cannot_write_the_owner_tag_but_can_keep_its_record() -> No
     policy, env = render({"Scope": "shared"})
     assert env["ROTATION_SCOPE"] == "shared"
     user = f"arn:aws:iam::{ACCT}:user/ses-smtp/u"
-    record = ["ses-smtp-rotator:key:AKIAABCDEFGHIJKLMNOP", "ses-smtp-rotator:creating-key"]
+    record = ["ses-smtp-rotator:key:AKIAABCDEFGHIJKLMNOP", "ses-smtp-rotator:creating-key",
+              "ses-smtp-rotator:creating-key:0a1b2c3d.1765000000000.9f3e"]
     for action in ("iam:TagUser", "iam:UntagUser"):
         assert policy.evaluate(action, user, {"aws:TagKeys": record})[0] == "allow", action
         # Neither alone nor beside the record: no tenant's secret can claim (or unclaim) a user.
         assert policy.evaluate(action, user, {"aws:TagKeys": ["ses-smtp-rotator:secret"]})[0] == "implicit", action
         assert policy.evaluate(action, user, {"aws:TagKeys": [*record, "ses-smtp-rotator:secret"]})[0] == "implicit", action
+        # Nor any other tag key under the prefix.
+        assert policy.evaluate(action, user, {"aws:TagKeys": ["ses-smtp-rotator:secretx"]})[0] == "implicit", action
 
 
 # -- the evaluator's semantics (IAM User Guide, policy evaluation and condition operators) --------
